@@ -1,0 +1,1 @@
+"""archdsl: a declarative language for neural-network architectures, compiled to JAX."""

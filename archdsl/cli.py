@@ -1,0 +1,42 @@
+"""The `archdsl` command line: argparse front end dispatching to `archdsl.commands.*`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from archdsl.errors import ArchError
+
+_COMMANDS = (
+    "compile",
+    "check",
+)
+"""Modules of `archdsl.commands`; each has `register(subparsers)` setting `func`."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="archdsl",
+        description="Compile, check and run neural-network architectures written in .arch",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in _COMMANDS:
+        importlib.import_module(f"archdsl.commands.{command}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a subcommand. Exit 0 ok, 1 a spec or data error, 2 a usage error."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ArchError as error:
+        print(str(error), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

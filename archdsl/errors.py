@@ -1,0 +1,116 @@
+"""The error hierarchy and how an error renders itself: position, source line, caret."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from archdsl.source import Span
+
+
+class ArchError(Exception):
+    """A problem in a spec, reported with where it is."""
+
+    def __init__(
+        self,
+        message: str,
+        span: Span | None = None,
+        *,
+        notes: Sequence[str] = (),
+        help: str | None = None,
+        trace: Sequence[Span] = (),
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.span = span
+        self.notes = tuple(notes)
+        self.help = help
+        self.trace = tuple(trace)
+        """Call sites of the block instantiations that led here, innermost first."""
+
+    def __str__(self) -> str:
+        return render(self)
+
+    def sort_key(self) -> tuple[str, int, int]:
+        """Errors sort by file, line, column."""
+        if self.span is None:
+            return ("", 0, 0)
+        return (self.span.filename, self.span.line, self.span.column)
+
+
+class ArchSyntaxError(ArchError):
+    """The text does not follow the grammar."""
+
+
+class ArchNameError(ArchError):
+    """An unknown or duplicate name: layer, block, argument, tap, import."""
+
+
+class ArchShapeError(ArchError):
+    """A shape rule failed, or a `: shape` assertion did not hold."""
+
+
+class ArchValueError(ArchError):
+    """A value of the wrong kind or out of range."""
+
+
+class ArchImportError(ArchError):
+    """An import that cannot be read, or that imports itself."""
+
+
+class ArchErrors(ArchError):
+    """Several independent errors, sorted by position."""
+
+    def __init__(self, errors: Iterable[ArchError]) -> None:
+        self.errors = tuple(sorted(_flatten(errors), key=ArchError.sort_key))
+        first = self.errors[0]
+        super().__init__(first.message, first.span)
+
+    def __str__(self) -> str:
+        body = "\n\n".join(render(e) for e in self.errors)
+        return f"{body}\n\n{len(self.errors)} errors"
+
+
+def _flatten(errors: Iterable[ArchError]) -> list[ArchError]:
+    out: list[ArchError] = []
+    for error in errors:
+        out.extend(_flatten(error.errors) if isinstance(error, ArchErrors) else [error])
+    return out
+
+
+def raise_all(errors: Sequence[ArchError]) -> None:
+    """Raise nothing, the one error, or all of them together."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ArchErrors(errors)
+
+
+def render(error: ArchError) -> str:
+    """`file:line:col: error: message`, the source line, a caret, notes and help."""
+    span = error.span
+    if span is None:
+        lines = [f"error: {error.message}"]
+    else:
+        lines = [f"{span}: error: {error.message}"]
+        lines.extend(_excerpt(span))
+    for site in error.trace:
+        lines.append(f"   = note: in the block called at {site}")
+    lines.extend(f"   = note: {note}" for note in error.notes)
+    if error.help:
+        lines.append(f"   = help: {error.help}")
+    return "\n".join(lines)
+
+
+def _excerpt(span: Span) -> list[str]:
+    text = span.source.line(span.line)
+    if not text and span.line > len(span.source.text.splitlines()):
+        return []
+    number = str(span.line)
+    gutter = " " * len(number)
+    end = span.end_column if span.end_line == span.line else len(text) + 1
+    width = max(1, end - span.column)
+    return [
+        f" {gutter} |",
+        f" {number} | {text}",
+        f" {gutter} | {' ' * (span.column - 1)}{'^' * width}",
+    ]
