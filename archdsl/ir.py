@@ -35,11 +35,17 @@ class Node:
     """Parameters take no gradient and no update; batch norm stays in inference mode."""
     aux: str | None = None
     """The auxiliary head this node belongs to, if any."""
-    expect: Shape | None = None
-    """The shape a `: HxWxC` assertion in the spec requires of this node."""
-    expect_span: Span | None = field(default=None, compare=False, repr=False)
     trace: tuple[Span, ...] = field(default=(), compare=False, repr=False)
     """Call sites of the block instantiations that made this node, innermost first."""
+
+
+@dataclass(frozen=True)
+class ShapeCheck:
+    """A `: HxWxC` assertion in the spec: `node` must have shape `expected`."""
+
+    node: str
+    expected: Shape
+    span: Span = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,10 @@ class Graph:
         self.aux: dict[str, AuxHead] = {}
         self.arguments: dict[str, object] = {}
         """The network arguments this graph was built with."""
+        self.checks: list[ShapeCheck] = []
+        """Shape assertions, checked after inference."""
+        self.span: Span | None = None
+        """The network definition."""
 
     def add(self, name: str, node: Node) -> None:
         """Add a node and the edges from its inputs."""
@@ -82,6 +92,11 @@ class Graph:
             for source in dict.fromkeys(node.inputs):
                 self._g.add_edge(source, name)
             self._order = None
+
+    def remove(self, name: str) -> None:
+        """Drop a node and its edges (used when `use ... upto` cuts a network)."""
+        self._g.remove_node(name)
+        self._order = None
 
     def node(self, name: str) -> Node:
         """The node stored under `name`."""
@@ -136,6 +151,8 @@ class Graph:
         other.outputs = self.outputs
         other.aux = dict(self.aux)
         other.arguments = dict(self.arguments)
+        other.checks = list(self.checks)
+        other.span = self.span
         return other
 
     def digraph(self) -> nx.DiGraph:
@@ -143,8 +160,11 @@ class Graph:
         return nx.freeze(self._g.copy())
 
 
-def verify(graph: Graph, *, shapes: bool = False) -> None:
+def verify(graph: Graph, *, shapes: bool = False, residuals: bool = False) -> None:
     """Check the IR's invariants; a failure is a compiler bug, not a user error.
+
+    `shapes`: every node has a shape; `residuals`: every residual adds equal shapes
+    (true once `insert_projections` has run).
 
     Raises:
         AssertionError: an invariant does not hold.
@@ -170,7 +190,7 @@ def verify(graph: Graph, *, shapes: bool = False) -> None:
         assert name in reachable, f"{name} is not reachable from the input"
         if shapes:
             assert node.shape is not None, f"{name}: no shape"
-            if isinstance(node.op, Residual):
+            if residuals and isinstance(node.op, Residual):
                 body, shortcut = (graph.node(i).shape for i in node.inputs)
                 assert body == shortcut, f"{name}: residual operands {body} != {shortcut}"
         if node.aux is None:

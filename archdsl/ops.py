@@ -92,6 +92,13 @@ def _fmt_pair(value: tuple[int, int]) -> str:
     return f"{value[0]}x{value[1]}"
 
 
+def _fmt_padding(padding: Padding) -> str:
+    if isinstance(padding, str):
+        return padding
+    (t, b), (left, r) = padding
+    return f"pad {t}" if t == b == left == r else f"pad {padding}"
+
+
 def _rank3(op: str, x: Shape) -> tuple[int, int, int]:
     if len(x) != 3:
         raise ShapeRuleError(
@@ -164,6 +171,9 @@ class Input(Op):
     def infer(self, *inputs: Shape) -> Shape:
         return self.shape
 
+    def describe(self) -> str:
+        return format_shape(self.shape)
+
 
 @register
 @dataclass(frozen=True)
@@ -221,7 +231,7 @@ class Conv(Op):
         if self.stride != (1, 1):
             parts.append(f"/{self.stride[0]}" if self.stride[0] == self.stride[1]
                          else f"/{_fmt_pair(self.stride)}")
-        parts.append(self.padding if isinstance(self.padding, str) else f"pad {self.padding}")
+        parts.append(_fmt_padding(self.padding))
         if self.groups != 1:
             parts.append(f"groups {self.groups}")
         if self.dilation != (1, 1):
@@ -264,7 +274,7 @@ class _Pool(Op):
 
     def describe(self) -> str:
         parts = [_fmt_pair(self.window), f"/{self.strides[0]}"]
-        parts.append(self.padding if isinstance(self.padding, str) else f"pad {self.padding}")
+        parts.append(_fmt_padding(self.padding))
         if self.ceil:
             parts.append("ceil")
         return " ".join(parts)

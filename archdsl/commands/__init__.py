@@ -1,0 +1,1 @@
+"""Subcommands of the `archdsl` CLI, one module each with `register(subparsers)`."""

@@ -1,0 +1,35 @@
+"""The front end in one call: file -> checked graph (parse, imports, lower, passes)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from archdsl.ir import Graph
+from archdsl.loader import Program, load_file, load_text
+from archdsl.lower import lower
+from archdsl.passes import run_pipeline
+from archdsl.values import Value
+
+
+def build_graph(path: str | Path, *, network: str | None = None, **arguments: Value) -> Graph:
+    """The checked graph of a network in a `.arch` file (the file's last by default).
+
+    Raises:
+        ArchError: anything wrong with the spec, with its position.
+    """
+    return build_program_graph(load_file(path), network, arguments)
+
+
+def build_graph_text(
+    text: str, filename: str = "<string>", *, network: str | None = None, **arguments: Value
+) -> Graph:
+    """`build_graph` for spec text; imports resolve relative to the current folder."""
+    return build_program_graph(load_text(text, filename, base=Path.cwd()), network, arguments)
+
+
+def build_program_graph(
+    program: Program, network: str | None, arguments: Mapping[str, Value]
+) -> Graph:
+    """Lower a loaded program's network and run the default pipeline."""
+    return run_pipeline(lower(program, network, arguments))
