@@ -133,9 +133,7 @@ class Graph:
         """Topological order; ties broken by the order nodes were added."""
         if self._order is None:
             index = {name: i for i, name in enumerate(self._g.nodes)}
-            self._order = list(
-                nx.lexicographical_topological_sort(self._g, key=index.__getitem__)
-            )
+            self._order = list(nx.lexicographical_topological_sort(self._g, key=index.__getitem__))
         return self._order
 
     def items(self) -> Iterator[tuple[str, Node]]:

@@ -6,7 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from archdsl import syntax as s
-from archdsl.errors import ArchError, ArchImportError, ArchNameError, ArchSyntaxError, raise_all
+from archdsl.errors import (
+    ArchError,
+    ArchImportError,
+    ArchNameError,
+    ArchSyntaxError,
+    raise_all,
+)
 from archdsl.parser import parse
 from archdsl.source import Source, Span
 
@@ -97,18 +103,24 @@ def _follow(
     seen: set[Path],
 ) -> None:
     if "://" in item.path:
-        errors.append(ArchImportError(
-            f"imports are files, not URLs: `{item.path}`", item.span,
-            help="download the file and import it by a relative path",
-        ))
+        errors.append(
+            ArchImportError(
+                f"imports are files, not URLs: `{item.path}`",
+                item.span,
+                help="download the file and import it by a relative path",
+            )
+        )
         return
     target = (base / item.path).resolve()
     if target in stack:
-        cycle = " -> ".join(p.name for p in [*stack[stack.index(target):], target])
-        errors.append(ArchImportError(
-            f"import cycle: {cycle}", item.span,
-            help="move the shared blocks into a file that both import",
-        ))
+        cycle = " -> ".join(p.name for p in [*stack[stack.index(target) :], target])
+        errors.append(
+            ArchImportError(
+                f"import cycle: {cycle}",
+                item.span,
+                help="move the shared blocks into a file that both import",
+            )
+        )
         return
     if target in seen:
         return
@@ -128,9 +140,12 @@ def _define(item: Definition, program: Program, errors: list[ArchError]) -> None
     name = item.name.text
     previous = program.definitions.get(name)
     if previous is not None:
-        errors.append(ArchNameError(
-            f"`{name}` is defined twice", item.name.span,
-            notes=[f"first defined at {previous.name.span}"],
-        ))
+        errors.append(
+            ArchNameError(
+                f"`{name}` is defined twice",
+                item.name.span,
+                notes=[f"first defined at {previous.name.span}"],
+            )
+        )
         return
     program.definitions[name] = item

@@ -22,7 +22,7 @@ from archdsl import ops
 from archdsl import syntax as s
 from archdsl.errors import ArchError, ArchNameError, ArchValueError, raise_all
 from archdsl.ir import AuxHead, Graph, Node, ShapeCheck
-from archdsl.loader import Definition, Program
+from archdsl.loader import Program
 from archdsl.source import Span
 from archdsl.values import (
     MAX_DIM,
@@ -40,8 +40,24 @@ MAX_NODES = 2_000_000
 MAX_BLOCK_DEPTH = 64
 
 _KEYWORDS = frozenset(
-    "network block import repeat residual concat add branch aux from as frozen use "
-    "upto in x".split()
+    [
+        "network",
+        "block",
+        "import",
+        "repeat",
+        "residual",
+        "concat",
+        "add",
+        "branch",
+        "aux",
+        "from",
+        "as",
+        "frozen",
+        "use",
+        "upto",
+        "in",
+        "x",
+    ]
 )
 
 
@@ -150,10 +166,13 @@ class _Lowerer:
         out = self._body(definition.body, None, ctx)
         self.graph.arguments = dict(env)
         if out is None and not self.errors:
-            self.errors.append(ArchNameError(
-                f"network `{definition.name.text}` has no layers", definition.name.span,
-                help="start its body with `input HxWxC`",
-            ))
+            self.errors.append(
+                ArchNameError(
+                    f"network `{definition.name.text}` has no layers",
+                    definition.name.span,
+                    help="start its body with `input HxWxC`",
+                )
+            )
         raise_all(self.errors)
         assert out is not None
         self.graph.outputs = (out,)
@@ -177,6 +196,7 @@ class _Lowerer:
             key = param.name.text
             if key in arguments:
                 env[key] = arguments[key]
+                self._check_range(definition, param, env)
             elif param.default is not None:
                 env[key] = evaluate(param.default, env)
             else:
@@ -186,6 +206,23 @@ class _Lowerer:
                     help=f"give it a default (`{key} = ...`) or pass `--arg {key}=...`",
                 )
         return env
+
+    def _check_range(self, definition: s.NetworkDef, param: s.Param, env: dict[str, Value]) -> None:
+        if param.low is None or param.high is None:
+            return
+        value = env[param.name.text]
+        low, high = evaluate(param.low, env), evaluate(param.high, env)
+        inside = (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and (low <= value <= high)
+        )  # type: ignore[operator]
+        if not inside:
+            raise ArchValueError(
+                f"network `{definition.name.text}` takes `{param.name.text}` in "
+                f"{describe(low)}..{describe(high)}, got {describe(value)}",
+                param.span,
+            )
 
     # statements -------------------------------------------------------------------------
     def _body(self, body: Sequence[s.Stmt], cur: str | None, ctx: _Ctx) -> str | None:
@@ -235,8 +272,11 @@ class _Lowerer:
             cur = self._step(step, cur, ctx)
         if chain.check is not None and cur is not None:
             expected = evaluate(chain.check, ctx.env)
-            shape = coerce("shape", expected, "a `:` shape assertion") if not isinstance(
-                expected, float | str) else None
+            shape = (
+                coerce("shape", expected, "a `:` shape assertion")
+                if not isinstance(expected, float | str)
+                else None
+            )
             if shape is None:
                 raise ArchValueError(
                     f"a `:` assertion needs a shape like `28x28x6`, got {describe(expected)}",
@@ -260,8 +300,7 @@ class _Lowerer:
         weight = 0.3
         for kwarg in aux.kwargs:
             if kwarg.name.text != "weight":
-                raise unknown_name(kwarg.name.text, kwarg.name.span, ["weight"],
-                                   "`aux` option")
+                raise unknown_name(kwarg.name.text, kwarg.name.span, ["weight"], "`aux` option")
             value = evaluate(kwarg.value, ctx.env)
             try:
                 weight = float(coerce("float", value, "`aux` weight"))  # type: ignore[arg-type]
@@ -302,15 +341,17 @@ class _Lowerer:
             raise self._fail(ArchNameError(f"`{name}` names two layers", node.span), ctx)
         if len(self.graph) >= MAX_NODES:
             raise ArchValueError(
-                f"the network expands past {MAX_NODES:,} layers", node.span,
+                f"the network expands past {MAX_NODES:,} layers",
+                node.span,
                 help="check the `repeat` counts",
             )
         self.graph.add(name, node)
         return name
 
     def _node(self, op: ops.Op, inputs: tuple[str, ...], span: Span, ctx: _Ctx) -> Node:
-        return Node(op=op, inputs=inputs, span=span, frozen=ctx.frozen, aux=ctx.aux,
-                    trace=ctx.trace)
+        return Node(
+            op=op, inputs=inputs, span=span, frozen=ctx.frozen, aux=ctx.aux, trace=ctx.trace
+        )
 
     def _call(self, call: s.Call, cur: str | None, ctx: _Ctx) -> str | None:
         name = call.op.text
@@ -321,18 +362,25 @@ class _Lowerer:
         if isinstance(definition, s.BlockDef):
             return self._block(definition, call, cur, ctx)
         if isinstance(definition, s.NetworkDef):
-            raise self._fail(ArchNameError(
-                f"`{name}` is a network, not a block", call.op.span,
-                help=f"reuse its layers with `use {name}`",
-            ), ctx)
+            raise self._fail(
+                ArchNameError(
+                    f"`{name}` is a network, not a block",
+                    call.op.span,
+                    help=f"reuse its layers with `use {name}`",
+                ),
+                ctx,
+            )
         if op_class is not None:
-            raise self._fail(ArchNameError(
-                f"`{name}` is written as a construct, not a layer", call.op.span,
-                help=f"write `{name} {{ branch {{ ... }} branch {{ ... }} }}`",
-            ), ctx)
+            raise self._fail(
+                ArchNameError(
+                    f"`{name}` is written as a construct, not a layer",
+                    call.op.span,
+                    help=f"write `{name} {{ branch {{ ... }} branch {{ ... }} }}`",
+                ),
+                ctx,
+            )
         candidates = [n for n, c in ops.OPS.items() if c.user_visible]
-        candidates += [n for n, d in self.program.definitions.items()
-                       if isinstance(d, s.BlockDef)]
+        candidates += [n for n, d in self.program.definitions.items() if isinstance(d, s.BlockDef)]
         raise self._fail(unknown_name(name, call.op.span, candidates, "layer or block"), ctx)
 
     def _layer(
@@ -341,20 +389,30 @@ class _Lowerer:
         op = self._bind_op(op_class, call, ctx)
         if isinstance(op, ops.Input):
             if ctx.blocks:
-                raise self._fail(ArchNameError(
-                    "`input` belongs in a network, not a block", call.span), ctx)
+                raise self._fail(
+                    ArchNameError("`input` belongs in a network, not a block", call.span),
+                    ctx,
+                )
             if self.graph.inputs:
-                raise self._fail(ArchNameError(
-                    "a network has one `input`; this is a second", call.span,
-                    help="start other paths with `from NAME`",
-                ), ctx)
+                raise self._fail(
+                    ArchNameError(
+                        "a network has one `input`; this is a second",
+                        call.span,
+                        help="start other paths with `from NAME`",
+                    ),
+                    ctx,
+                )
             inputs: tuple[str, ...] = ()
         else:
             if cur is None:
-                raise self._fail(ArchNameError(
-                    f"`{call.op.text}` has no input: the network must start with `input`",
-                    call.span, help="add `input HxWxC` before it",
-                ), ctx)
+                raise self._fail(
+                    ArchNameError(
+                        f"`{call.op.text}` has no input: the network must start with `input`",
+                        call.span,
+                        help="add `input HxWxC` before it",
+                    ),
+                    ctx,
+                )
             inputs = (cur,)
         local = call.alias.text if call.alias is not None else ctx.scope.auto(op_class.name)
         out = self._add(local, self._node(op, inputs, call.span, ctx), ctx)
@@ -369,8 +427,7 @@ class _Lowerer:
 
         def put(key: str, value: Value, where: s.Syntax) -> None:
             if key in given:
-                errors.append(ArchValueError(
-                    f"`{spelling}` got `{key}` twice", where.span))
+                errors.append(ArchValueError(f"`{spelling}` got `{key}` twice", where.span))
             given[key] = (value, where)
 
         args = list(call.args)
@@ -380,9 +437,13 @@ class _Lowerer:
             index += 1
             if isinstance(arg, s.Name) and arg.id in op_class.keywords:
                 if index >= len(args):
-                    errors.append(ArchValueError(
-                        f"`{arg.id}` needs a value after it", arg.span,
-                        help=f"write `{arg.id} 2`, or `{arg.id} = 2`"))
+                    errors.append(
+                        ArchValueError(
+                            f"`{arg.id}` needs a value after it",
+                            arg.span,
+                            help=f"write `{arg.id} 2`, or `{arg.id} = 2`",
+                        )
+                    )
                     break
                 put(arg.id, evaluate(args[index], ctx.env), args[index])
                 index += 1
@@ -397,17 +458,24 @@ class _Lowerer:
                 help_ = None
                 if isinstance(value, Word):
                     help_ = did_you_mean(value, [*fields, *op_class.flags, *ctx.env])
-                errors.append(ArchValueError(
-                    f"`{spelling}` takes no more positional arguments "
-                    f"(it takes {taken}); got {describe(value)}",
-                    arg.span, help=help_ or _usage(op_class)))
-                continue
+                if isinstance(value, Word) and (
+                    value in ops.OPS or value in self.program.definitions
+                ):
+                    help_ = f"one statement per line, or chain them: `... -> {value} ...`"
+                errors.append(
+                    ArchValueError(
+                        f"`{spelling}` takes no more positional arguments "
+                        f"(it takes {taken}); got {describe(value)}",
+                        arg.span,
+                        help=help_ or _usage(op_class),
+                    )
+                )
+                break
             put(positional.pop(0), value, arg)
         for kwarg in call.kwargs:
             key = kwarg.name.text
             if key not in fields:
-                errors.append(unknown_name(
-                    key, kwarg.name.span, fields, f"`{spelling}` argument"))
+                errors.append(unknown_name(key, kwarg.name.span, fields, f"`{spelling}` argument"))
                 continue
             put(key, evaluate(kwarg.value, ctx.env), kwarg.value)
         attrs: dict[str, object] = {}
@@ -420,13 +488,18 @@ class _Lowerer:
                     help_ = did_you_mean(value, ctx.env)
                 errors.append(ArchValueError(str(error), where.span, help=help_))
         missing = [
-            key for key, f in fields.items()
+            key
+            for key, f in fields.items()
             if f.default is dataclasses.MISSING and key not in given
         ]
         if missing and not errors:
-            errors.append(ArchValueError(
-                f"`{spelling}` needs {', '.join(f'`{m}`' for m in missing)}",
-                call.span, help=_usage(op_class)))
+            errors.append(
+                ArchValueError(
+                    f"`{spelling}` needs {', '.join(f'`{m}`' for m in missing)}",
+                    call.span,
+                    help=_usage(op_class),
+                )
+            )
         if errors:
             for error in errors:
                 self._record(error, ctx)
@@ -437,27 +510,42 @@ class _Lowerer:
             raise self._fail(ArchValueError(str(error), call.span), ctx) from None
 
     def _block(
-        self, block: s.BlockDef, call: s.Call, cur: str | None, ctx: _Ctx,
+        self,
+        block: s.BlockDef,
+        call: s.Call,
+        cur: str | None,
+        ctx: _Ctx,
         scope: _Scope | None = None,
     ) -> str | None:
         name = block.name.text
         if name in ctx.blocks:
-            chain = " -> ".join([*ctx.blocks[ctx.blocks.index(name):], name])
-            raise self._fail(ArchNameError(
-                f"block `{name}` calls itself: {chain}", call.op.span), ctx)
+            chain = " -> ".join([*ctx.blocks[ctx.blocks.index(name) :], name])
+            raise self._fail(
+                ArchNameError(f"block `{name}` calls itself: {chain}", call.op.span), ctx
+            )
         if len(ctx.blocks) >= MAX_BLOCK_DEPTH:
-            raise self._fail(ArchValueError(
-                f"blocks nest deeper than {MAX_BLOCK_DEPTH}", call.span), ctx)
+            raise self._fail(
+                ArchValueError(f"blocks nest deeper than {MAX_BLOCK_DEPTH}", call.span), ctx
+            )
         if cur is None:
-            raise self._fail(ArchNameError(
-                f"block `{name}` has no input: the network must start with `input`",
-                call.span), ctx)
+            raise self._fail(
+                ArchNameError(
+                    f"block `{name}` has no input: the network must start with `input`",
+                    call.span,
+                ),
+                ctx,
+            )
         env = self._bind_block_arguments(block, call, ctx)
         if scope is None:
             local = call.alias.text if call.alias is not None else ctx.scope.next_number()
             scope = ctx.scope.child(local)
-        inner = ctx.but(scope=scope, env=env, taps={}, trace=(call.span, *ctx.trace),
-                        blocks=(*ctx.blocks, name))
+        inner = ctx.but(
+            scope=scope,
+            env=env,
+            taps={},
+            trace=(call.span, *ctx.trace),
+            blocks=(*ctx.blocks, name),
+        )
         out = self._body(block.body, cur, inner)
         if out is not None:
             self.scope_outputs[scope.prefix] = out
@@ -473,16 +561,21 @@ class _Lowerer:
         errors: list[ArchError] = []
         for index, arg in enumerate(call.args):
             if index >= len(params):
-                errors.append(ArchValueError(
-                    f"{kind} `{name}` takes {len(params)} arguments, got {len(call.args)}",
-                    arg.span, help=f"its parameters: {', '.join(params) or 'none'}"))
+                errors.append(
+                    ArchValueError(
+                        f"{kind} `{name}` takes {len(params)} arguments, got {len(call.args)}",
+                        arg.span,
+                        help=f"its parameters: {', '.join(params) or 'none'}",
+                    )
+                )
                 break
             bound[params[index]] = evaluate(arg, ctx.env)
         for kwarg in call.kwargs:
             key = kwarg.name.text
             if key not in params:
-                errors.append(unknown_name(key, kwarg.name.span, params,
-                                           f"argument of {kind} `{name}`:"))
+                errors.append(
+                    unknown_name(key, kwarg.name.span, params, f"argument of {kind} `{name}`:")
+                )
                 continue
             if key in bound:
                 errors.append(ArchValueError(f"`{key}` is given twice", kwarg.span))
@@ -495,9 +588,13 @@ class _Lowerer:
             elif param.default is not None:
                 env[key] = evaluate(param.default, env)
             elif not errors:
-                errors.append(ArchValueError(
-                    f"{kind} `{name}` needs `{key}`", call.span,
-                    notes=[f"`{name}` is defined at {block.name.span}"]))
+                errors.append(
+                    ArchValueError(
+                        f"{kind} `{name}` needs `{key}`",
+                        call.span,
+                        notes=[f"`{name}` is defined at {block.name.span}"],
+                    )
+                )
         if errors:
             for error in errors:
                 self._record(error, ctx)
@@ -508,12 +605,15 @@ class _Lowerer:
         mode = "auto"
         for kwarg in step.kwargs:
             if kwarg.name.text != "shortcut":
-                raise self._fail(unknown_name(kwarg.name.text, kwarg.name.span,
-                                              ["shortcut"], "`residual` option"), ctx)
+                raise self._fail(
+                    unknown_name(
+                        kwarg.name.text, kwarg.name.span, ["shortcut"], "`residual` option"
+                    ),
+                    ctx,
+                )
             value = evaluate(kwarg.value, ctx.env)
             try:
-                mode = str(coerce("enum:" + "|".join(ops.SHORTCUTS), value,
-                                  "`residual` shortcut"))
+                mode = str(coerce("enum:" + "|".join(ops.SHORTCUTS), value, "`residual` shortcut"))
             except ValueError as error:
                 raise self._fail(ArchValueError(str(error), kwarg.value.span), ctx) from None
         if cur is None:
@@ -530,17 +630,23 @@ class _Lowerer:
         if cur is None:
             raise self._fail(ArchNameError(f"`{step.kind}` has no input", step.span), ctx)
         if len(step.branches) < 2:
-            raise self._fail(ArchValueError(
-                f"`{step.kind}` needs at least two branches, got {len(step.branches)}",
-                step.span), ctx)
+            raise self._fail(
+                ArchValueError(
+                    f"`{step.kind}` needs at least two branches, got {len(step.branches)}",
+                    step.span,
+                ),
+                ctx,
+            )
         local = step.alias.text if step.alias is not None else ctx.scope.auto(step.kind)
         merge_scope = ctx.scope.child(local)
         outs: list[str] = []
         for index, branch in enumerate(step.branches, start=1):
             branch_name = branch.alias.text if branch.alias else f"branch{index}"
             if branch_name in merge_scope.used:
-                raise self._fail(ArchNameError(
-                    f"two branches are named `{branch_name}`", branch.span), ctx)
+                raise self._fail(
+                    ArchNameError(f"two branches are named `{branch_name}`", branch.span),
+                    ctx,
+                )
             merge_scope.used.add(branch_name)
             out = self._body(branch.body, cur, ctx.but(scope=merge_scope.child(branch_name)))
             if out is None:
@@ -553,9 +659,13 @@ class _Lowerer:
     def _repeat(self, step: s.Repeat, cur: str | None, ctx: _Ctx) -> str | None:
         count = evaluate(step.count, ctx.env)
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise self._fail(ArchValueError(
-                f"`repeat` needs a whole number of times, got {describe(count)}",
-                step.count.span), ctx)
+            raise self._fail(
+                ArchValueError(
+                    f"`repeat` needs a whole number of times, got {describe(count)}",
+                    step.count.span,
+                ),
+                ctx,
+            )
         if count > MAX_DIM:
             raise self._fail(ArchValueError(f"`repeat {count}` is too many", step.span), ctx)
         parent = ctx.scope.child(step.alias.text) if step.alias is not None else ctx.scope
@@ -591,18 +701,21 @@ class _Lowerer:
     def _use(self, use: s.Use, cur: str | None, ctx: _Ctx) -> str | None:
         base = self.program.definitions.get(use.network.text)
         if not isinstance(base, s.NetworkDef):
-            names = [n for n, d in self.program.definitions.items()
-                     if isinstance(d, s.NetworkDef)]
-            raise self._fail(unknown_name(use.network.text, use.network.span, names,
-                                          "network"), ctx)
+            names = [n for n, d in self.program.definitions.items() if isinstance(d, s.NetworkDef)]
+            raise self._fail(
+                unknown_name(use.network.text, use.network.span, names, "network"), ctx
+            )
         if cur is not None or ctx.blocks:
-            raise self._fail(ArchNameError(
-                "`use` must come first in a network: it brings the base's input",
-                use.span), ctx)
+            raise self._fail(
+                ArchNameError(
+                    "`use` must come first in a network: it brings the base's input",
+                    use.span,
+                ),
+                ctx,
+            )
         env = self._bind_block_arguments(base, use, ctx)
         taps: dict[str, str] = {}
-        out = self._body(base.body, None, ctx.but(env=env, taps=taps,
-                                                  trace=(use.span, *ctx.trace)))
+        out = self._body(base.body, None, ctx.but(env=env, taps=taps, trace=(use.span, *ctx.trace)))
         if out is None:
             raise _Skip()
         if use.upto is not None:
@@ -642,10 +755,14 @@ class _Lowerer:
         errors: list[ArchError] = []
         for name, node in self.graph.items():
             if name not in used and not self.graph.users(name):
-                errors.append(ArchNameError(
-                    f"the output of `{name}` is never used", node.span,
-                    help="feed it into a later layer with `from`, or remove it",
-                    trace=node.trace))
+                errors.append(
+                    ArchNameError(
+                        f"the output of `{name}` is never used",
+                        node.span,
+                        help="feed it into a later layer with `from`, or remove it",
+                        trace=node.trace,
+                    )
+                )
         raise_all(errors)
 
 

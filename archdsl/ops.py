@@ -204,8 +204,7 @@ class Conv(Op):
         _check_padding("conv", self.padding)
         if self.filters % self.groups:
             raise AttributeRuleError(
-                f"`conv` filters (={self.filters}) must be divisible by "
-                f"groups (={self.groups})"
+                f"`conv` filters (={self.filters}) must be divisible by groups (={self.groups})"
             )
 
     def infer(self, x: Shape) -> Shape:
@@ -214,9 +213,7 @@ class Conv(Op):
             raise ShapeRuleError(
                 f"input channels (={c}) must be divisible by groups (={self.groups})"
             )
-        h, w = _windowed(
-            "conv", x, self.kernel, self.stride, self.padding, self.dilation
-        )
+        h, w = _windowed("conv", x, self.kernel, self.stride, self.padding, self.dilation)
         return (h, w, self.filters)
 
     def param_shapes(self, x: Shape) -> dict[str, Shape]:
@@ -229,8 +226,11 @@ class Conv(Op):
     def describe(self) -> str:
         parts = [str(self.filters), _fmt_pair(self.kernel)]
         if self.stride != (1, 1):
-            parts.append(f"/{self.stride[0]}" if self.stride[0] == self.stride[1]
-                         else f"/{_fmt_pair(self.stride)}")
+            parts.append(
+                f"/{self.stride[0]}"
+                if self.stride[0] == self.stride[1]
+                else f"/{_fmt_pair(self.stride)}"
+            )
         parts.append(_fmt_padding(self.padding))
         if self.groups != 1:
             parts.append(f"groups {self.groups}")
@@ -267,9 +267,7 @@ class _Pool(Op):
         return self.stride or self.window
 
     def infer(self, x: Shape) -> Shape:
-        h, w = _windowed(
-            self.name, x, self.window, self.strides, self.padding, ceil_mode=self.ceil
-        )
+        h, w = _windowed(self.name, x, self.window, self.strides, self.padding, ceil_mode=self.ceil)
         return (h, w, x[2])
 
     def describe(self) -> str:

@@ -31,8 +31,7 @@ def parse(text: str, filename: str = "<string>") -> s.Spec:
     source = Source(filename, text)
     if len(text) > MAX_SOURCE_BYTES:
         raise ArchSyntaxError(
-            f"the file is {len(text):,} characters; specs are limited to "
-            f"{MAX_SOURCE_BYTES:,}",
+            f"the file is {len(text):,} characters; specs are limited to {MAX_SOURCE_BYTES:,}",
             Span.point(source, 1, 1),
         )
     try:
@@ -54,11 +53,31 @@ def _describe_token(token: Token) -> str:
     return f"`{text[:40]}`"
 
 
+_OPERATORS = frozenset(
+    [
+        "`%`",
+        "`*`",
+        "`+`",
+        "`-`",
+        "`/`",
+        "`//`",
+        "`x`",
+        "`(`",
+        "`..`",
+        "`.`",
+        "`->`",
+        "a newline",
+        "`:`",
+        "`as`",
+    ]
+)
+"""Tokens that may follow almost anything: listing them buries what was expected."""
+
+
 def _expected(names: set[str]) -> str:
     labels = terminal_labels()
-    words = sorted({labels.get(n, n.lower()) for n in names if not n.startswith("__")})
-    hidden = {"a newline", "`->`"}
-    shown = [w for w in words if w not in hidden] or words
+    words = sorted({labels.get(n, n.lower()) for n in names})
+    shown = [w for w in words if w not in _OPERATORS] or words
     if not shown:
         return ""
     if len(shown) > 8:
@@ -75,6 +94,14 @@ def _translate(error: UnexpectedInput, source: Source) -> ArchSyntaxError:
         if token.type == "$END":
             span = _end_span(source)
             message = "unexpected end of file"
+            unclosed = _unclosed_brace(source)
+            if unclosed is not None:
+                return ArchSyntaxError(
+                    f"unexpected end of file: the `{{` on line {unclosed.line} is not closed",
+                    span,
+                    notes=[f"the `{{` is at {unclosed}"],
+                    help="add the missing `}`",
+                )
         else:
             span = Span.from_token(source, token)
             message = f"unexpected {_describe_token(token)}"
@@ -85,11 +112,11 @@ def _translate(error: UnexpectedInput, source: Source) -> ArchSyntaxError:
     if isinstance(error, UnexpectedCharacters):
         char = source.text[error.pos_in_stream] if error.pos_in_stream < len(source.text) else ""
         span = Span.point(source, error.line, error.column)
-        expected = _expected(set(error.allowed or ()))
-        message = f"unexpected character `{char}`"
-        if expected:
-            message += f"; expected {expected}"
-        return ArchSyntaxError(message, span)
+        return ArchSyntaxError(
+            f"unexpected character `{char}`",
+            span,
+            help="specs use names, numbers, sizes like `3x3`, `->`, `:`, `=`, `{ }` and `#` comments",
+        )
     if isinstance(error, UnexpectedEOF):
         return ArchSyntaxError("unexpected end of file", _end_span(source))
     return ArchSyntaxError(str(error), Span.point(source, 1, 1))
@@ -101,6 +128,25 @@ def _hint(token: Token, expected: set[str]) -> str | None:
     if token.type == "RBRACE" and "LBRACE" not in expected:
         return "a `}` closes a `{` that is not open here"
     return None
+
+
+def _unclosed_brace(source: Source) -> Span | None:
+    """The innermost `{` left open, ignoring comments and strings."""
+    stack: list[tuple[int, int]] = []
+    for number, line in enumerate(source.text.splitlines(), start=1):
+        in_string = False
+        for column, char in enumerate(line.expandtabs(4), start=1):
+            if char == '"':
+                in_string = not in_string
+            elif in_string:
+                continue
+            elif char == "#":
+                break
+            elif char == "{":
+                stack.append((number, column))
+            elif char == "}" and stack:
+                stack.pop()
+    return Span.point(source, *stack[-1]) if stack else None
 
 
 def _end_span(source: Source) -> Span:
@@ -127,8 +173,16 @@ class _ToSyntax(Transformer):
         text = str(token)
         if text.endswith("("):
             text = text[:-1]
-            token = Token(token.type, text, token.start_pos, token.line, token.column,
-                          token.end_line, (token.end_column or 2) - 1, token.end_pos)
+            token = Token(
+                token.type,
+                text,
+                token.start_pos,
+                token.line,
+                token.column,
+                token.end_line,
+                (token.end_column or 2) - 1,
+                token.end_pos,
+            )
         return s.Ident(text=text, span=Span.from_token(self.source, token))
 
     # expressions
@@ -191,15 +245,13 @@ class _ToSyntax(Transformer):
 
     def call(self, meta: Any, children: list[Any]) -> s.Call:
         args, kwargs = self._split_args(children[1:])
-        return s.Call(op=self._ident(children[0]), args=args, kwargs=kwargs,
-                      span=self._span(meta))
+        return s.Call(op=self._ident(children[0]), args=args, kwargs=kwargs, span=self._span(meta))
 
     def body(self, meta: Any, children: list[Any]) -> tuple[s.Stmt, ...]:
         return tuple(c for c in children if c is not None)
 
     def residual(self, meta: Any, children: list[Any]) -> s.Residual:
-        return s.Residual(kwargs=tuple(children[:-1]), body=children[-1],
-                          span=self._span(meta))
+        return s.Residual(kwargs=tuple(children[:-1]), body=children[-1], span=self._span(meta))
 
     def branch(self, meta: Any, children: list[Any]) -> s.Branch:
         alias = self._ident(children[0]) if children[0] is not None else None
@@ -242,12 +294,21 @@ class _ToSyntax(Transformer):
 
     def frozen_stmt(self, meta: Any, children: list[Any]) -> s.Chain:
         chain: s.Chain = children[0]
-        return s.Chain(source=chain.source, steps=chain.steps, check=chain.check,
-                       frozen=True, span=self._span(meta))
+        return s.Chain(
+            source=chain.source,
+            steps=chain.steps,
+            check=chain.check,
+            frozen=True,
+            span=self._span(meta),
+        )
 
     def aux_stmt(self, meta: Any, children: list[Any]) -> s.Aux:
-        return s.Aux(name=self._ident(children[0]), kwargs=tuple(children[1:-1]),
-                     body=children[-1], span=self._span(meta))
+        return s.Aux(
+            name=self._ident(children[0]),
+            kwargs=tuple(children[1:-1]),
+            body=children[-1],
+            span=self._span(meta),
+        )
 
     def upto(self, meta: Any, children: list[Any]) -> s.Ident:
         return children[0]
@@ -275,21 +336,28 @@ class _ToSyntax(Transformer):
     def param(self, meta: Any, children: list[Any]) -> s.Param:
         name, default, bounds = children
         low, high = bounds if bounds is not None else (None, None)
-        return s.Param(name=self._ident(name), default=default, low=low, high=high,
-                       span=self._span(meta))
+        return s.Param(
+            name=self._ident(name),
+            default=default,
+            low=low,
+            high=high,
+            span=self._span(meta),
+        )
 
     def param_list(self, meta: Any, children: list[Any]) -> tuple[s.Param, ...]:
         return tuple(children)
 
     def block_def(self, meta: Any, children: list[Any]) -> s.BlockDef:
         name, params, body = children
-        return s.BlockDef(name=self._ident(name), params=params or (), body=body,
-                          span=self._span(meta))
+        return s.BlockDef(
+            name=self._ident(name), params=params or (), body=body, span=self._span(meta)
+        )
 
     def network_def(self, meta: Any, children: list[Any]) -> s.NetworkDef:
         name, params, body = children
-        return s.NetworkDef(name=self._ident(name), params=params or (), body=body,
-                            span=self._span(meta))
+        return s.NetworkDef(
+            name=self._ident(name), params=params or (), body=body, span=self._span(meta)
+        )
 
     def import_decl(self, meta: Any, children: list[Token]) -> s.Import:
         return s.Import(path=str(children[0])[1:-1], span=self._span(meta))

@@ -116,19 +116,21 @@ def build_report(graph: Graph) -> Report:
         assert node.shape is not None
         params = sum(math.prod(s) for s in node.op.param_shapes(*in_shapes).values())
         state = sum(math.prod(s) for s in node.op.state_shapes(*in_shapes).values())
-        rows.append(LayerRow(
-            name=name,
-            op=node.op.name,
-            attrs=node.op.describe(),
-            shape=node.shape,
-            params=params,
-            trainable=0 if node.frozen else params,
-            state=state,
-            macs=node.op.macs(node.shape, *in_shapes),
-            inserted=node.synthetic,
-            frozen=node.frozen,
-            aux=node.aux,
-        ))
+        rows.append(
+            LayerRow(
+                name=name,
+                op=node.op.name,
+                attrs=node.op.describe(),
+                shape=node.shape,
+                params=params,
+                trainable=0 if node.frozen else params,
+                state=state,
+                macs=node.op.macs(node.shape, *in_shapes),
+                inserted=node.synthetic,
+                frozen=node.frozen,
+                aux=node.aux,
+            )
+        )
     return Report(graph.name, tuple(rows), tuple(find_savings(graph)))
 
 

@@ -164,9 +164,7 @@ def coerce(kind: str, value: Value, what: str) -> object:
             return ((value, value), (value, value))
         if isinstance(value, tuple) and len(value) == 2:
             return ((value[0], value[0]), (value[1], value[1]))
-        raise ValueError(
-            f"{what} must be `same`, `valid` or an integer, got {describe(value)}"
-        )
+        raise ValueError(f"{what} must be `same`, `valid` or an integer, got {describe(value)}")
     if kind == "bool":
         if isinstance(value, bool):
             return value

@@ -15,10 +15,19 @@ from archdsl.values import Value, evaluate
 
 def add_network_options(parser: argparse.ArgumentParser) -> None:
     """`--network NAME` and repeatable `--arg NAME=VALUE`."""
-    parser.add_argument("--network", metavar="NAME",
-                        help="which network of the file (default: the last one)")
-    parser.add_argument("-a", "--arg", action="append", default=[], metavar="NAME=VALUE",
-                        help="a network argument, e.g. `--arg classes=10` (repeatable)")
+    parser.add_argument(
+        "--network",
+        metavar="NAME",
+        help="which network of the file (default: the last one)",
+    )
+    parser.add_argument(
+        "-a",
+        "--arg",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a network argument, e.g. `--arg classes=10` (repeatable)",
+    )
 
 
 def network_arguments(pairs: list[str]) -> dict[str, Value]:

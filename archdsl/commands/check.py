@@ -12,8 +12,11 @@ from archdsl.loader import load_file
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `check` subcommand."""
-    parser = sub.add_parser("check", help="validate .arch files",
-                            description="Check every network in each file.")
+    parser = sub.add_parser(
+        "check",
+        help="validate .arch files",
+        description="Check every network in each file.",
+    )
     parser.add_argument("files", nargs="+", help=".arch files")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     parser.set_defaults(func=run)

@@ -24,7 +24,9 @@ def check_assertions(graph: Graph) -> Graph:
             raise ArchShapeError(
                 f"expected shape {format_shape(check.expected)}, "
                 f"but `{check.node}` gives {format_shape(actual or ())}",
-                check.span, trace=graph.node(check.node).trace)
+                check.span,
+                trace=graph.node(check.node).trace,
+            )
     return graph
 
 
@@ -43,5 +45,7 @@ def check_limits(graph: Graph) -> Graph:
             raise ArchValueError(
                 f"the network passes {MAX_PARAMS:,} parameters at `{node.op.name}` "
                 f"({count:,} here): more than any machine holds",
-                node.span, trace=node.trace)
+                node.span,
+                trace=node.trace,
+            )
     return graph

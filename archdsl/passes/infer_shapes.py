@@ -24,14 +24,19 @@ def infer_shapes(graph: Graph) -> Graph:
         try:
             shape = node.op.infer(*in_shapes)  # type: ignore[arg-type]
         except ShapeRuleError as error:
-            notes = [f"`{name}` gets {format_shape(s)} from `{i}`"  # type: ignore[arg-type]
-                     for i, s in zip(node.inputs, in_shapes, strict=True)]
-            raise ArchShapeError(f"`{node.op.name}`: {error}", node.span, notes=notes,
-                                 trace=node.trace) from None
+            notes = [
+                f"`{name}` gets {format_shape(s)} from `{i}`"  # type: ignore[arg-type]
+                for i, s in zip(node.inputs, in_shapes, strict=True)
+            ]
+            raise ArchShapeError(
+                f"`{node.op.name}`: {error}", node.span, notes=notes, trace=node.trace
+            ) from None
         if num_elements(shape) > MAX_ELEMENTS:
             raise ArchShapeError(
                 f"`{node.op.name}` would output {format_shape(shape)}, "
                 f"{num_elements(shape):,} values per example: more than any machine holds",
-                node.span, trace=node.trace)
+                node.span,
+                trace=node.trace,
+            )
         graph.replace(name, with_shape(node, shape))
     return graph

@@ -41,8 +41,16 @@ def insert_projections(graph: Graph) -> Graph:
         op = _shortcut_op(mode, body, shortcut)
         if op is None:
             raise _mismatch(name, node, graph, body, shortcut)
-        inserted = Node(op=op, inputs=(shortcut_name,), span=node.span, shape=body,
-                        synthetic=True, frozen=node.frozen, aux=node.aux, trace=node.trace)
+        inserted = Node(
+            op=op,
+            inputs=(shortcut_name,),
+            span=node.span,
+            shape=body,
+            synthetic=True,
+            frozen=node.frozen,
+            aux=node.aux,
+            trace=node.trace,
+        )
         graph.add(f"{name}.{ROLE}", inserted)
         graph.replace(name, dataclasses.replace(node, inputs=(body_name, f"{name}.{ROLE}")))
     return graph
@@ -64,8 +72,7 @@ def _shortcut_op(mode: str, body: Shape, shortcut: Shape) -> Op | None:
     return op if op.infer(shortcut) == body else None
 
 
-def _mismatch(name: str, node: Node, graph: Graph, body: Shape, shortcut: Shape
-              ) -> ArchShapeError:
+def _mismatch(name: str, node: Node, graph: Graph, body: Shape, shortcut: Shape) -> ArchShapeError:
     mode = node.op.shortcut  # type: ignore[attr-defined]
     body_name, shortcut_name = node.inputs
     body_node = graph.node(body_name)
@@ -78,17 +85,29 @@ def _mismatch(name: str, node: Node, graph: Graph, body: Shape, shortcut: Shape
         help_ = None
         if op is not None:
             stride = op.stride[0]  # type: ignore[attr-defined]
-            help_ = (f"use `shortcut = auto` or `projection` to insert a 1x1 conv, "
-                     f"stride {stride}, {shortcut[-1]} -> {body[-1]}")
+            help_ = (
+                f"use `shortcut = auto` or `projection` to insert a 1x1 conv, "
+                f"stride {stride}, {shortcut[-1]} -> {body[-1]}"
+            )
         return ArchShapeError(
             f"`residual` cannot add {format_shape(body)} (body) to "
             f"{format_shape(shortcut)} (shortcut) with `shortcut = identity`",
-            node.span, notes=notes, help=help_, trace=node.trace)
+            node.span,
+            notes=notes,
+            help=help_,
+            trace=node.trace,
+        )
     what = "a 1x1 projection" if mode != "zeropad" else "zero padding"
-    help_ = ("zero padding only adds channels; use `shortcut = projection`"
-             if mode == "zeropad" else
-             "the body must keep or shrink the spatial size by a whole stride")
+    help_ = (
+        "zero padding only adds channels; use `shortcut = projection`"
+        if mode == "zeropad"
+        else "the body must keep or shrink the spatial size by a whole stride"
+    )
     return ArchShapeError(
         f"`residual`: {what} cannot turn the shortcut's {format_shape(shortcut)} "
         f"into the body's {format_shape(body)}",
-        node.span, notes=notes, help=help_, trace=node.trace)
+        node.span,
+        notes=notes,
+        help=help_,
+        trace=node.trace,
+    )
