@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -11,8 +10,6 @@ import networkx as nx
 from archdsl.ops import Input, Op, Residual
 from archdsl.shapes import Shape, format_shape
 from archdsl.source import Span
-
-_NODE = "node"
 
 
 @dataclass(frozen=True)
@@ -58,11 +55,18 @@ class AuxHead:
 
 
 class Graph:
-    """A DAG of named `Node`s. Wraps `networkx.DiGraph`: this class alone knows its keys."""
+    """A DAG of named `Node`s. Wraps `networkx.DiGraph`: this class alone knows its layout.
+
+    Nodes live in a dict (fast lookup, insertion order breaks topological ties); the
+    `DiGraph` holds the derived edges for algorithms and is shared copy-on-write, so
+    a pass that only replaces nodes' shapes copies no structure.
+    """
 
     def __init__(self, name: str = "") -> None:
         self.name = name
+        self._nodes: dict[str, Node] = {}
         self._g: nx.DiGraph = nx.DiGraph()
+        self._shared = False
         self._order: list[str] | None = None
         self.outputs: tuple[str, ...] = ()
         self.aux: dict[str, AuxHead] = {}
@@ -73,40 +77,48 @@ class Graph:
         self.span: Span | None = None
         """The network definition."""
 
+    def _own_structure(self) -> None:
+        if self._shared:
+            self._g = self._g.copy()
+            self._shared = False
+        self._order = None
+
     def add(self, name: str, node: Node) -> None:
         """Add a node and the edges from its inputs."""
-        if name in self._g:
+        if name in self._nodes:
             raise KeyError(f"node {name!r} exists")
-        self._g.add_node(name, **{_NODE: node})
+        self._own_structure()
+        self._nodes[name] = node
+        self._g.add_node(name)
         for source in dict.fromkeys(node.inputs):
             self._g.add_edge(source, name)
-        self._order = None
 
     def replace(self, name: str, node: Node) -> None:
         """Swap the node stored under `name`, rewiring edges if its inputs changed."""
-        old = self.node(name)
-        self._g.nodes[name][_NODE] = node
+        old = self._nodes[name]
         if old.inputs != node.inputs:
+            self._own_structure()
             for source in dict.fromkeys(old.inputs):
                 self._g.remove_edge(source, name)
             for source in dict.fromkeys(node.inputs):
                 self._g.add_edge(source, name)
-            self._order = None
+        self._nodes[name] = node
 
     def remove(self, name: str) -> None:
         """Drop a node and its edges (used when `use ... upto` cuts a network)."""
+        self._own_structure()
+        del self._nodes[name]
         self._g.remove_node(name)
-        self._order = None
 
     def node(self, name: str) -> Node:
         """The node stored under `name`."""
-        return self._g.nodes[name][_NODE]
+        return self._nodes[name]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._g
+        return name in self._nodes
 
     def __len__(self) -> int:
-        return len(self._g)
+        return len(self._nodes)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.order())
@@ -122,7 +134,7 @@ class Graph:
     @property
     def inputs(self) -> tuple[str, ...]:
         """The `input` nodes."""
-        return tuple(n for n in self.order() if isinstance(self.node(n).op, Input))
+        return tuple(n for n, node in self._nodes.items() if isinstance(node.op, Input))
 
     @property
     def output(self) -> str:
@@ -132,19 +144,22 @@ class Graph:
     def order(self) -> list[str]:
         """Topological order; ties broken by the order nodes were added."""
         if self._order is None:
-            index = {name: i for i, name in enumerate(self._g.nodes)}
+            index = {name: i for i, name in enumerate(self._nodes)}
             self._order = list(nx.lexicographical_topological_sort(self._g, key=index.__getitem__))
         return self._order
 
     def items(self) -> Iterator[tuple[str, Node]]:
         """`(name, node)` pairs in topological order."""
+        nodes = self._nodes
         for name in self.order():
-            yield name, self.node(name)
+            yield name, nodes[name]
 
     def copy(self) -> Graph:
         """A copy whose nodes may be replaced without touching this graph."""
         other = Graph(self.name)
-        other._g = self._g.copy()
+        other._nodes = dict(self._nodes)
+        other._g = self._g
+        other._shared = self._shared = True
         other._order = self._order
         other.outputs = self.outputs
         other.aux = dict(self.aux)
@@ -167,24 +182,29 @@ def verify(graph: Graph, *, shapes: bool = False, residuals: bool = False) -> No
     Raises:
         AssertionError: an invariant does not hold.
     """
-    g = graph._g
-    assert nx.is_directed_acyclic_graph(g), f"cycle: {nx.find_cycle(g)}"
+    try:
+        order = graph.order()
+    except nx.NetworkXUnfeasible:
+        raise AssertionError(f"cycle: {nx.find_cycle(graph._g)}") from None
     inputs = graph.inputs
     assert len(inputs) == 1, f"expected one input node, got {inputs}"
     assert graph.outputs, "no output"
     for name in graph.outputs:
-        assert name in g, f"output {name!r} is not a node"
+        assert name in graph, f"output {name!r} is not a node"
     for head in graph.aux.values():
-        assert head.output in g, f"aux output {head.output!r} is not a node"
-    reachable = nx.descendants(g, inputs[0]) | {inputs[0]}
-    for name, node in graph.items():
+        assert head.output in graph, f"aux output {head.output!r} is not a node"
+    reachable = {inputs[0]}
+    for name in order:
+        node = graph.node(name)
         arity = node.op.arity
         assert arity is None or len(node.inputs) == arity, (
             f"{name}: `{node.op.name}` takes {arity} inputs, has {len(node.inputs)}"
         )
-        assert arity != None or node.inputs, f"{name}: no inputs"  # noqa: E711
+        assert arity is not None or node.inputs, f"{name}: no inputs"
         for source in node.inputs:
-            assert source in g, f"{name}: input {source!r} is not a node"
+            assert source in graph, f"{name}: input {source!r} is not a node"
+        if any(source in reachable for source in node.inputs):
+            reachable.add(name)
         assert name in reachable, f"{name} is not reachable from the input"
         if shapes:
             assert node.shape is not None, f"{name}: no shape"
@@ -225,5 +245,7 @@ def format_graph(graph: Graph) -> str:
 
 
 def with_shape(node: Node, shape: Shape) -> Node:
-    """The node with its shape set."""
-    return dataclasses.replace(node, shape=shape)
+    """The node with its shape set (by hand: `dataclasses.replace` is slow on hot paths)."""
+    return Node(
+        node.op, node.inputs, node.span, shape, node.synthetic, node.frozen, node.aux, node.trace
+    )
