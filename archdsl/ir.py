@@ -182,6 +182,9 @@ def verify(graph: Graph, *, shapes: bool = False, residuals: bool = False) -> No
     Raises:
         AssertionError: an invariant does not hold.
     """
+    for name, node in graph._nodes.items():
+        for source in node.inputs:
+            assert source in graph, f"{name}: input {source!r} is not a node"
     try:
         order = graph.order()
     except nx.NetworkXUnfeasible:

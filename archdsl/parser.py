@@ -267,7 +267,13 @@ class _ToSyntax(Transformer):
         return s.Merge(kind="add", branches=children[0], span=self._span(meta))
 
     def repeat(self, meta: Any, children: list[Any]) -> s.Repeat:
-        return s.Repeat(count=children[0], body=children[1], span=self._span(meta))
+        count, alias, body = children
+        return s.Repeat(
+            count=count,
+            body=body,
+            alias=self._ident(alias) if alias is not None else None,
+            span=self._span(meta),
+        )
 
     def group(self, meta: Any, children: list[Any]) -> s.Group:
         return s.Group(body=children[0], span=self._span(meta))
