@@ -1,21 +1,23 @@
-"""Text to `syntax.Spec`: a Lark Transformer, and Lark's errors turned into `ArchSyntaxError`."""
+"""Text to `syntax.Spec` (a Transformer run inside the LALR parser); Lark errors to `ArchSyntaxError`."""
 
 from __future__ import annotations
 
+import functools
+import threading
+from dataclasses import dataclass
 from typing import Any
 
-from lark import Token, Transformer, Tree, v_args
+from lark import Lark, Token, Transformer, Tree
 from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedEOF,
     UnexpectedInput,
     UnexpectedToken,
-    VisitError,
 )
 
 from archdsl import syntax as s
-from archdsl.errors import ArchError, ArchSyntaxError
-from archdsl.grammar import lark_parser, terminal_labels
+from archdsl.errors import ArchSyntaxError
+from archdsl.grammar import grammar_path, terminal_labels
 from archdsl.source import Source, Span
 
 MAX_SOURCE_BYTES = 8 * 1024 * 1024
@@ -34,16 +36,15 @@ def parse(text: str, filename: str = "<string>") -> s.Spec:
             f"the file is {len(text):,} characters; specs are limited to {MAX_SOURCE_BYTES:,}",
             Span.point(source, 1, 1),
         )
-    try:
-        tree = lark_parser().parse(text)
-    except UnexpectedInput as error:
-        raise _translate(error, source) from None
-    try:
-        return _ToSyntax(source).transform(tree)
-    except VisitError as error:
-        if isinstance(error.orig_exc, ArchError):
-            raise error.orig_exc from None
-        raise
+    with _LOCK:
+        _TRANSFORMER.source = source
+        try:
+            items = _syntax_parser().parse(text)
+        except UnexpectedInput as error:
+            raise _translate(error, source) from None
+    lines = text.splitlines() or [""]
+    span = Span(source, 1, 1, len(lines), len(lines[-1]) + 1)
+    return s.Spec(items=items, source=source, span=span)
 
 
 def _describe_token(token: Token) -> str:
@@ -154,225 +155,306 @@ def _end_span(source: Source) -> Span:
     return Span.point(source, len(lines), len(lines[-1].expandtabs(4)) + 1)
 
 
-def _first(children: list[Any], kind: type) -> Any:
-    return next((c for c in children if isinstance(c, kind)), None)
+_VALUE_TOKENS = frozenset({"NAME", "CALL_OPEN", "INT", "FLOAT", "SIZE", "STRING"})
 
 
-@v_args(meta=True)
-class _ToSyntax(Transformer):
-    """Builds `syntax` nodes bottom-up; every node gets the span of its text."""
+class _Seq(tuple):  # noqa: SLOT001
+    """Statements or branches with the span of their braces."""
 
-    def __init__(self, source: Source) -> None:
-        super().__init__(visit_tokens=False)
-        self.source = source
+    span: Span
 
-    def _span(self, meta: Any) -> Span:
-        return Span.from_meta(self.source, meta)
+
+@dataclass(frozen=True)
+class _Marker:
+    """A clause that its parent rule unpacks: `from X`, `: shape`, `in a..b`, `upto X`."""
+
+    kind: str
+    value: Any
+    span: Span
+
+
+def _start(children: list[Any]) -> tuple[int, int] | None:
+    for child in children:
+        if isinstance(child, Token):
+            return child.line, child.column  # type: ignore[return-value]
+        span = getattr(child, "span", None)
+        if span is not None:
+            return span.line, span.column
+    return None
+
+
+def _end(children: list[Any]) -> tuple[int, int] | None:
+    for child in reversed(children):
+        if isinstance(child, Token):
+            return child.end_line, child.end_column  # type: ignore[return-value]
+        span = getattr(child, "span", None)
+        if span is not None:
+            return span.end_line, span.end_column
+    return None
+
+
+class _InlineSyntax(Transformer):
+    """Builds `syntax` nodes while the LALR parser reduces: no parse tree is built.
+
+    The parser keeps every token (`keep_all_tokens`), so a rule's span runs from
+    its first token (`residual`, `{`) to its last; callbacks pick their children
+    by type. `source` is set by `parse` for each text (under `_LOCK`).
+    """
+
+    source: Source
+
+    def _span(self, children: list[Any]) -> Span:
+        start = _start(children) or (1, 1)
+        end = _end(children) or (start[0], start[1] + 1)
+        return Span(self.source, start[0], start[1], end[0], end[1])
 
     def _ident(self, token: Token) -> s.Ident:
         text = str(token)
+        end_column = token.end_column
         if text.endswith("("):
             text = text[:-1]
-            token = Token(
-                token.type,
-                text,
-                token.start_pos,
-                token.line,
-                token.column,
-                token.end_line,
-                (token.end_column or 2) - 1,
-                token.end_pos,
-            )
-        return s.Ident(text=text, span=Span.from_token(self.source, token))
+            end_column = (end_column or 2) - 1
+        span = Span(self.source, token.line, token.column, token.end_line, end_column)  # type: ignore[arg-type]
+        return s.Ident(text=text, span=span)
+
+    def _names(self, children: list[Any]) -> list[Token]:
+        return [c for c in children if isinstance(c, Token) and c.type in _VALUE_TOKENS]
+
+    def _nodes(self, children: list[Any], kind: type | tuple[type, ...]) -> list[Any]:
+        return [c for c in children if isinstance(c, kind)]
+
+    def _marker(self, children: list[Any], kind: str) -> Any:
+        for child in children:
+            if isinstance(child, _Marker) and child.kind == kind:
+                return child.value
+        return None
 
     # expressions
-    def int_(self, meta: Any, children: list[Token]) -> s.Int:
-        return s.Int(value=int(children[0]), span=self._span(meta))
+    def int_(self, children: list[Token]) -> s.Int:
+        return s.Int(value=int(children[0]), span=self._span(children))
 
-    def float_(self, meta: Any, children: list[Token]) -> s.Float:
-        return s.Float(value=float(children[0]), span=self._span(meta))
+    def float_(self, children: list[Token]) -> s.Float:
+        return s.Float(value=float(children[0]), span=self._span(children))
 
-    def size(self, meta: Any, children: list[Token]) -> s.Size:
+    def size(self, children: list[Token]) -> s.Size:
         value = tuple(int(p) for p in str(children[0]).split("x"))
-        return s.Size(value=value, span=self._span(meta))
+        return s.Size(value=value, span=self._span(children))
 
-    def string(self, meta: Any, children: list[Token]) -> s.Str:
-        return s.Str(value=str(children[0])[1:-1], span=self._span(meta))
+    def string(self, children: list[Token]) -> s.Str:
+        return s.Str(value=str(children[0])[1:-1], span=self._span(children))
 
-    def name(self, meta: Any, children: list[Token]) -> s.Name:
-        return s.Name(id=str(children[0]), span=self._span(meta))
+    def name(self, children: list[Token]) -> s.Name:
+        return s.Name(id=str(children[0]), span=self._span(children))
 
-    def _binop(self, op: str, meta: Any, children: list[s.Expr]) -> s.BinOp:
-        return s.BinOp(op=op, left=children[0], right=children[1], span=self._span(meta))
+    def atom(self, children: list[Any]) -> s.Expr:
+        return children[1]  # "(" expr ")"
 
-    def plus(self, meta: Any, children: list[s.Expr]) -> s.BinOp:
-        return self._binop("+", meta, children)
+    def _binop(self, children: list[Any]) -> s.BinOp:
+        left, op, right = children
+        return s.BinOp(op=str(op), left=left, right=right, span=self._span(children))
 
-    def minus(self, meta: Any, children: list[s.Expr]) -> s.BinOp:
-        return self._binop("-", meta, children)
+    plus = minus = times = divide = floordiv = modulo = _binop
 
-    def times(self, meta: Any, children: list[s.Expr]) -> s.BinOp:
-        return self._binop("*", meta, children)
+    def neg(self, children: list[Any]) -> s.Neg:
+        return s.Neg(operand=children[-1], span=self._span(children))
 
-    def divide(self, meta: Any, children: list[s.Expr]) -> s.BinOp:
-        return self._binop("/", meta, children)
+    def dims(self, children: list[Any]) -> s.Dims:
+        parts = tuple(c for c in children if not isinstance(c, Token))
+        return s.Dims(parts=parts, span=self._span(children))
 
-    def floordiv(self, meta: Any, children: list[s.Expr]) -> s.BinOp:
-        return self._binop("//", meta, children)
-
-    def modulo(self, meta: Any, children: list[s.Expr]) -> s.BinOp:
-        return self._binop("%", meta, children)
-
-    def neg(self, meta: Any, children: list[s.Expr]) -> s.Neg:
-        return s.Neg(operand=children[0], span=self._span(meta))
-
-    def dims(self, meta: Any, children: list[s.Expr]) -> s.Dims:
-        return s.Dims(parts=tuple(children), span=self._span(meta))
-
-    def kwarg(self, meta: Any, children: list[Any]) -> s.Kwarg:
-        return s.Kwarg(name=self._ident(children[0]), value=children[1], span=self._span(meta))
+    def kwarg(self, children: list[Any]) -> s.Kwarg:
+        return s.Kwarg(name=self._ident(children[0]), value=children[-1], span=self._span(children))
 
     kwarg_item = kwarg
 
-    def dotted(self, meta: Any, children: list[Token]) -> s.Ident:
-        return s.Ident(text=".".join(str(c) for c in children), span=self._span(meta))
+    def dotted(self, children: list[Token]) -> s.Ident:
+        parts = self._names(children)
+        return s.Ident(text=".".join(str(c) for c in parts), span=self._span(children))
 
     # steps
-    def _split_args(self, items: list[Any]) -> tuple[tuple[s.Expr, ...], tuple[s.Kwarg, ...]]:
-        args = tuple(a for a in items if a is not None and not isinstance(a, s.Kwarg))
-        kwargs = tuple(a for a in items if isinstance(a, s.Kwarg))
+    def _args(self, children: list[Any]) -> tuple[tuple[s.Expr, ...], tuple[s.Kwarg, ...]]:
+        args = tuple(
+            c for c in children[1:] if c is not None and not isinstance(c, Token | s.Kwarg)
+        )
+        kwargs = tuple(c for c in children if isinstance(c, s.Kwarg))
         return args, kwargs
 
-    def call(self, meta: Any, children: list[Any]) -> s.Call:
-        args, kwargs = self._split_args(children[1:])
-        return s.Call(op=self._ident(children[0]), args=args, kwargs=kwargs, span=self._span(meta))
-
-    def body(self, meta: Any, children: list[Any]) -> tuple[s.Stmt, ...]:
-        return tuple(c for c in children if c is not None)
-
-    def residual(self, meta: Any, children: list[Any]) -> s.Residual:
-        return s.Residual(kwargs=tuple(children[:-1]), body=children[-1], span=self._span(meta))
-
-    def branch(self, meta: Any, children: list[Any]) -> s.Branch:
-        alias = self._ident(children[0]) if children[0] is not None else None
-        return s.Branch(body=children[1], alias=alias, span=self._span(meta))
-
-    def branches(self, meta: Any, children: list[Any]) -> tuple[s.Branch, ...]:
-        return tuple(c for c in children if c is not None)
-
-    def concat(self, meta: Any, children: list[Any]) -> s.Merge:
-        return s.Merge(kind="concat", branches=children[0], span=self._span(meta))
-
-    def add(self, meta: Any, children: list[Any]) -> s.Merge:
-        return s.Merge(kind="add", branches=children[0], span=self._span(meta))
-
-    def repeat(self, meta: Any, children: list[Any]) -> s.Repeat:
-        count, alias, body = children
-        return s.Repeat(
-            count=count,
-            body=body,
-            alias=self._ident(alias) if alias is not None else None,
-            span=self._span(meta),
+    def call(self, children: list[Any]) -> s.Call:
+        args, kwargs = self._args(children)
+        return s.Call(
+            op=self._ident(children[0]), args=args, kwargs=kwargs, span=self._span(children)
         )
 
-    def group(self, meta: Any, children: list[Any]) -> s.Group:
-        return s.Group(body=children[0], span=self._span(meta))
+    def body(self, children: list[Any]) -> _Seq:
+        seq = _Seq(c for c in children if isinstance(c, s.Chain | s.Aux | s.Use))
+        seq.span = self._span(children)
+        return seq
 
-    def step(self, meta: Any, children: list[Any]) -> s.Step:
-        inner, alias = children
-        if alias is None:
+    def branches(self, children: list[Any]) -> _Seq:
+        seq = _Seq(c for c in children if isinstance(c, s.Branch))
+        seq.span = self._span(children)
+        return seq
+
+    def residual(self, children: list[Any]) -> s.Residual:
+        return s.Residual(
+            kwargs=tuple(self._nodes(children, s.Kwarg)),
+            body=tuple(children[-1]),
+            span=self._span(children),
+        )
+
+    def branch(self, children: list[Any]) -> s.Branch:
+        names = self._names(children)
+        alias = self._ident(names[0]) if names else None
+        return s.Branch(body=tuple(children[-1]), alias=alias, span=self._span(children))
+
+    def _merge(self, kind: str, children: list[Any]) -> s.Merge:
+        branches = tuple(c for c in children[-1] if isinstance(c, s.Branch))
+        return s.Merge(kind=kind, branches=branches, span=self._span(children))
+
+    def concat(self, children: list[Any]) -> s.Merge:
+        return self._merge("concat", children)
+
+    def add(self, children: list[Any]) -> s.Merge:
+        return self._merge("add", children)
+
+    def repeat(self, children: list[Any]) -> s.Repeat:
+        alias = children[-2] if isinstance(children[-2], Token) else None
+        return s.Repeat(
+            count=children[1],
+            body=tuple(children[-1]),
+            alias=self._ident(alias) if alias is not None else None,
+            span=self._span(children),
+        )
+
+    def group(self, children: list[Any]) -> s.Group:
+        return s.Group(body=tuple(children[0]), span=self._span(children))
+
+    def step(self, children: list[Any]) -> s.Step:
+        inner = children[0]
+        alias = children[-1]
+        if not isinstance(alias, Token) or alias.type != "NAME":
             return inner
-        return type(inner)(**{**_fields(inner), "alias": self._ident(alias)})
+        return type(inner)(
+            **{**_fields(inner), "alias": self._ident(alias), "span": self._span(children)}
+        )
 
     # statements
-    def from_(self, meta: Any, children: list[Any]) -> s.Ident:
-        return children[0]
+    def from_(self, children: list[Any]) -> _Marker:
+        return _Marker("from", children[-1], self._span(children))
 
-    def check(self, meta: Any, children: list[Any]) -> s.Expr:
-        return children[0]
+    def check(self, children: list[Any]) -> _Marker:
+        return _Marker("check", children[-1], self._span(children))
 
-    def chain(self, meta: Any, children: list[Any]) -> s.Chain:
-        check = children[-1]
-        first, rest = children[0], children[1:-1]
-        source = first if isinstance(first, s.Ident) else None
-        steps = tuple(rest) if source is not None else (first, *rest)
-        return s.Chain(source=source, steps=steps, check=check, span=self._span(meta))
+    def chain(self, children: list[Any]) -> s.Chain:
+        steps = tuple(
+            c for c in children if isinstance(c, s.Call | s.Residual | s.Merge | s.Repeat | s.Group)
+        )
+        return s.Chain(
+            source=self._marker(children, "from"),
+            steps=steps,
+            check=self._marker(children, "check"),
+            span=self._span(children),
+        )
 
-    def frozen_stmt(self, meta: Any, children: list[Any]) -> s.Chain:
-        chain: s.Chain = children[0]
+    def frozen_stmt(self, children: list[Any]) -> s.Chain:
+        chain: s.Chain = children[-1]
         return s.Chain(
             source=chain.source,
             steps=chain.steps,
             check=chain.check,
             frozen=True,
-            span=self._span(meta),
+            span=self._span(children),
         )
 
-    def aux_stmt(self, meta: Any, children: list[Any]) -> s.Aux:
+    def aux_stmt(self, children: list[Any]) -> s.Aux:
         return s.Aux(
-            name=self._ident(children[0]),
-            kwargs=tuple(children[1:-1]),
-            body=children[-1],
-            span=self._span(meta),
+            name=self._ident(children[1]),
+            kwargs=tuple(self._nodes(children, s.Kwarg)),
+            body=tuple(children[-1]),
+            span=self._span(children),
         )
 
-    def upto(self, meta: Any, children: list[Any]) -> s.Ident:
-        return children[0]
+    def upto(self, children: list[Any]) -> _Marker:
+        return _Marker("upto", children[-1], self._span(children))
 
-    def use_frozen(self, meta: Any, children: list[Any]) -> tuple[str, s.Ident | None]:
-        return ("frozen", children[0])
+    def use_frozen(self, children: list[Any]) -> _Marker:
+        return _Marker("frozen", self._marker(children, "upto"), self._span(children))
 
-    def use_stmt(self, meta: Any, children: list[Any]) -> s.Use:
-        *head, upto, frozen = children
-        args, kwargs = self._split_args(head[1:])
+    def use_stmt(self, children: list[Any]) -> s.Use:
+        args, kwargs = self._args([c for c in children if not isinstance(c, _Marker)][1:])
+        frozen = next((c for c in children if isinstance(c, _Marker) and c.kind == "frozen"), None)
         return s.Use(
-            network=self._ident(head[0]),
+            network=self._ident(children[1]),
             args=args,
             kwargs=kwargs,
-            upto=upto,
+            upto=self._marker(children, "upto"),
             frozen=frozen is not None,
-            frozen_upto=frozen[1] if frozen is not None else None,
-            span=self._span(meta),
+            frozen_upto=frozen.value if frozen is not None else None,
+            span=self._span(children),
         )
 
     # definitions
-    def range_(self, meta: Any, children: list[Any]) -> tuple[s.Expr, s.Expr]:
-        return (children[0], children[1])
+    def range_(self, children: list[Any]) -> _Marker:
+        low, high = [c for c in children if not isinstance(c, Token)]
+        return _Marker("range", (low, high), self._span(children))
 
-    def param(self, meta: Any, children: list[Any]) -> s.Param:
-        name, default, bounds = children
+    def param(self, children: list[Any]) -> s.Param:
+        bounds = self._marker(children, "range")
+        default = next(
+            (c for c in children[1:] if c is not None and not isinstance(c, Token | _Marker)), None
+        )
         low, high = bounds if bounds is not None else (None, None)
         return s.Param(
-            name=self._ident(name),
+            name=self._ident(children[0]),
             default=default,
             low=low,
             high=high,
-            span=self._span(meta),
+            span=self._span(children),
         )
 
-    def param_list(self, meta: Any, children: list[Any]) -> tuple[s.Param, ...]:
-        return tuple(children)
+    def param_list(self, children: list[Any]) -> tuple[s.Param, ...]:
+        return tuple(self._nodes(children, s.Param))
 
-    def block_def(self, meta: Any, children: list[Any]) -> s.BlockDef:
-        name, params, body = children
-        return s.BlockDef(
-            name=self._ident(name), params=params or (), body=body, span=self._span(meta)
+    def _definition(self, cls: type, children: list[Any]) -> Any:
+        params = next((c for c in children if isinstance(c, tuple) and not isinstance(c, _Seq)), ())
+        return cls(
+            name=self._ident(children[1]),
+            params=params,
+            body=tuple(children[-1]),
+            span=self._span(children),
         )
 
-    def network_def(self, meta: Any, children: list[Any]) -> s.NetworkDef:
-        name, params, body = children
-        return s.NetworkDef(
-            name=self._ident(name), params=params or (), body=body, span=self._span(meta)
-        )
+    def block_def(self, children: list[Any]) -> s.BlockDef:
+        return self._definition(s.BlockDef, children)
 
-    def import_decl(self, meta: Any, children: list[Token]) -> s.Import:
-        return s.Import(path=str(children[0])[1:-1], span=self._span(meta))
+    def network_def(self, children: list[Any]) -> s.NetworkDef:
+        return self._definition(s.NetworkDef, children)
 
-    def spec(self, meta: Any, children: list[Any]) -> s.Spec:
-        return s.Spec(items=tuple(children), source=self.source, span=self._span(meta))
+    def import_decl(self, children: list[Token]) -> s.Import:
+        return s.Import(path=str(children[-1])[1:-1], span=self._span(children))
+
+    def spec(self, children: list[Any]) -> tuple[Any, ...]:
+        return tuple(self._nodes(children, s.Import | s.BlockDef | s.NetworkDef))
 
     def __default__(self, data: Any, children: list[Any], meta: Any) -> Any:
         return Tree(data, children, meta)
+
+
+_TRANSFORMER = _InlineSyntax()
+_LOCK = threading.Lock()
+
+
+@functools.cache
+def _syntax_parser() -> Lark:
+    """The LALR parser that builds `syntax` nodes directly (built once per process)."""
+    return Lark(
+        grammar_path().read_text(encoding="utf-8"),
+        parser="lalr",
+        start="spec",
+        keep_all_tokens=True,
+        maybe_placeholders=True,
+        transformer=_TRANSFORMER,
+    )
 
 
 def _fields(node: Any) -> dict[str, Any]:

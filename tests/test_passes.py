@@ -92,7 +92,7 @@ def test_verify_catches_broken_invariants() -> None:
     verify(graph, shapes=True, residuals=True)
     broken = graph.copy()
     broken.add("orphan", Node(Relu(), ("missing",), graph.node("conv").span))
-    with pytest.raises(AssertionError, match="not reachable|not a node"):
+    with pytest.raises(AssertionError, match="is not a node"):
         verify(broken)
     wrong_arity = graph.copy()
     node = wrong_arity.node("dense")
