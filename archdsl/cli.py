@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -36,6 +37,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ArchError as error:
         print(str(error), file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader (`| head`) went away: stop quietly, as `cat` does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except RecursionError:
+        print("error: the spec nests too deeply to compile", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -101,6 +101,10 @@ def render(error: ArchError) -> str:
     return "\n".join(lines)
 
 
+_MAX_SHOWN = 120
+"""Characters of a source line shown in a diagnostic."""
+
+
 def _excerpt(span: Span) -> list[str]:
     text = span.source.line(span.line)
     if not text and span.line > len(span.source.text.splitlines()):
@@ -108,9 +112,17 @@ def _excerpt(span: Span) -> list[str]:
     number = str(span.line)
     gutter = " " * len(number)
     end = span.end_column if span.end_line == span.line else len(text) + 1
-    width = max(1, end - span.column)
+    column = span.column
+    if len(text) > _MAX_SHOWN:
+        # Show a window around the column of a very long line.
+        start = max(0, column - 1 - _MAX_SHOWN // 2)
+        text = ("..." if start else "") + text[start : start + _MAX_SHOWN] + "..."
+        shift = start - (3 if start else 0)
+        column -= shift
+        end = min(end - shift, len(text) + 1)
+    width = max(1, min(end - column, _MAX_SHOWN))
     return [
         f" {gutter} |",
         f" {number} | {text}",
-        f" {gutter} | {' ' * (span.column - 1)}{'^' * width}",
+        f" {gutter} | {' ' * (column - 1)}{'^' * width}",
     ]

@@ -8,7 +8,8 @@ Naming (stable, so checkpoints and reports can rely on it):
   body of a repeat is that scope, so `repeat 3 { bottleneck(64) }` gives
   `0`, `1`, `2`, not `0.0`;
 - `residual` and `{ }` bodies stay in the enclosing scope; `concat`/`add` branches
-  are `MERGE.branch1`, ...; an `aux NAME` head is the scope `NAME`.
+  are `MERGE.branch1`, ...; an `aux NAME` head is the scope `NAME` (a block call
+  that is its whole body is that scope too).
 """
 
 from __future__ import annotations
@@ -311,8 +312,13 @@ class _Lowerer:
         key = ctx.scope.qualify(aux.name.text)
         if key in self.graph.aux or key == "output":
             raise ArchNameError(f"aux head `{key}` is defined twice", aux.name.span)
-        inner = ctx.but(scope=ctx.scope.child(aux.name.text), aux=key)
-        out = self._body(aux.body, cur, inner)
+        scope = ctx.scope.child(aux.name.text)
+        inner = ctx.but(scope=scope, aux=key)
+        sole_block = self._sole_block(aux.body)
+        if sole_block is not None:
+            out = self._block(sole_block[1], sole_block[0], cur, inner, scope=scope)
+        else:
+            out = self._body(aux.body, cur, inner)
         if out is None or out == cur:
             raise ArchValueError(f"aux head `{key}` has no layers", aux.span)
         self.graph.aux[key] = AuxHead(out, weight, aux.span)

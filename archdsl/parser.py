@@ -16,9 +16,10 @@ from lark.exceptions import (
 )
 
 from archdsl import syntax as s
-from archdsl.errors import ArchSyntaxError
+from archdsl.errors import ArchSyntaxError, ArchValueError
 from archdsl.grammar import grammar_path, terminal_labels
 from archdsl.source import Source, Span
+from archdsl.values import MAX_DIM
 
 MAX_SOURCE_BYTES = 8 * 1024 * 1024
 """Specs are small; a bigger file is refused before parsing."""
@@ -36,6 +37,14 @@ def parse(text: str, filename: str = "<string>") -> s.Spec:
             f"the file is {len(text):,} characters; specs are limited to {MAX_SOURCE_BYTES:,}",
             Span.point(source, 1, 1),
         )
+    if text.count("{") > MAX_NESTING:
+        too_deep = _scan_braces(source)[1]
+        if too_deep is not None:
+            raise ArchSyntaxError(
+                f"braces nest deeper than {MAX_NESTING} levels",
+                too_deep,
+                help="split the network into blocks",
+            )
     with _LOCK:
         _TRANSFORMER.source = source
         try:
@@ -133,6 +142,12 @@ def _hint(token: Token, expected: set[str]) -> str | None:
 
 def _unclosed_brace(source: Source) -> Span | None:
     """The innermost `{` left open, ignoring comments and strings."""
+    return _scan_braces(source)[0]
+
+
+def _scan_braces(source: Source) -> tuple[Span | None, Span | None]:
+    """(the innermost unclosed `{`, the first `{` nested deeper than `MAX_NESTING`)."""
+    too_deep: Span | None = None
     stack: list[tuple[int, int]] = []
     for number, line in enumerate(source.text.splitlines(), start=1):
         in_string = False
@@ -145,15 +160,22 @@ def _unclosed_brace(source: Source) -> Span | None:
                 break
             elif char == "{":
                 stack.append((number, column))
+                if len(stack) > MAX_NESTING and too_deep is None:
+                    too_deep = Span.point(source, number, column)
             elif char == "}" and stack:
                 stack.pop()
-    return Span.point(source, *stack[-1]) if stack else None
+    return (Span.point(source, *stack[-1]) if stack else None), too_deep
 
 
 def _end_span(source: Source) -> Span:
     lines = source.text.splitlines() or [""]
     return Span.point(source, len(lines), len(lines[-1].expandtabs(4)) + 1)
 
+
+_MAX_LITERAL = 40
+"""Digits in a literal; Python refuses `int()` past 4300, and nothing needs more than 10."""
+MAX_NESTING = 64
+"""Braces nested deeper than this are refused before parsing (lowering recurses per level)."""
 
 _VALUE_TOKENS = frozenset({"NAME", "CALL_OPEN", "INT", "FLOAT", "SIZE", "STRING"})
 
@@ -230,13 +252,29 @@ class _InlineSyntax(Transformer):
         return None
 
     # expressions
+    def _too_long(self, children: list[Token]) -> None:
+        if len(children[0]) > _MAX_LITERAL:
+            raise ArchValueError(
+                f"a number of {len(children[0])} digits is too large: sizes and counts are "
+                f"limited to {MAX_DIM:,}",
+                self._span(children),
+            )
+
     def int_(self, children: list[Token]) -> s.Int:
+        self._too_long(children)
         return s.Int(value=int(children[0]), span=self._span(children))
 
     def float_(self, children: list[Token]) -> s.Float:
+        self._too_long(children)
         return s.Float(value=float(children[0]), span=self._span(children))
 
     def size(self, children: list[Token]) -> s.Size:
+        if any(len(part) > _MAX_LITERAL for part in str(children[0]).split("x")):
+            raise ArchValueError(
+                f"a size with a part of more than {_MAX_LITERAL} digits is too large: sizes are "
+                f"limited to {MAX_DIM:,}",
+                self._span(children),
+            )
         value = tuple(int(p) for p in str(children[0]).split("x"))
         return s.Size(value=value, span=self._span(children))
 

@@ -415,3 +415,27 @@ def test_missing_file_is_an_error_not_a_traceback(
 ) -> None:
     assert main(["compile", "no/such/file.arch"]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+def test_huge_literal_is_refused_with_position() -> None:
+    from archdsl.parser import parse
+
+    with pytest.raises(ArchError) as caught:
+        parse("network N { input " + "9" * 5000 + " }", "t.arch")
+    assert str(caught.value).startswith("t.arch:1:19: error: a number of 5000 digits is too large")
+
+
+def test_deep_nesting_is_refused_before_parsing() -> None:
+    from archdsl.parser import parse
+
+    text = "network N {\n input 8\n" + "residual {\n" * 150 + "relu\n" + "}\n" * 150 + "}\n"
+    with pytest.raises(ArchError) as caught:
+        parse(text, "t.arch")
+    assert str(caught.value).startswith("t.arch:66:10: error: braces nest deeper than 64 levels")
+
+
+def test_sixty_levels_of_nesting_still_compile() -> None:
+    from archdsl.frontend import build_graph_text
+
+    text = "network N {\n input 8\n" + "residual {\n" * 60 + "relu\n" + "}\n" * 60 + "}\n"
+    assert len(build_graph_text(text)) == 62
