@@ -126,7 +126,7 @@ def _follow(
         return
     seen.add(target)
     try:
-        text = read_source(target, at=item.span)
+        text = read_source(base / item.path, at=item.span)
         imported = parse(text, str(base / item.path))
     except ArchError as error:
         if isinstance(error, ArchImportError) and error.span is item.span:

@@ -1,0 +1,28 @@
+"""The generated diagnostics page is current, and the README's commands are the ones CI runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_diagnostics_page_is_current() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "make_diagnostics.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, "run `python docs/make_diagnostics.py`\n" + result.stderr
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    commands = [line for line in readme.splitlines()[:6] if line.startswith("pip install")]
+    assert len(commands) == 2
+    assert commands[0].endswith("archdsl compile specs/resnet50.arch")
+    assert commands[1] in ci.splitlines()
