@@ -63,7 +63,7 @@ def print_report(report: Report, out: object) -> None:
         ("output", "right"),
         ("params", "right"),
         ("MACs", "right"),
-        ("", "left"),
+        ("marks", "left"),
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for row in report.rows:
