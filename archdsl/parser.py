@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import threading
 from dataclasses import dataclass
@@ -115,7 +116,7 @@ def _translate(error: UnexpectedInput, source: Source) -> ArchSyntaxError:
         else:
             span = Span.from_token(source, token)
             message = f"unexpected {_describe_token(token)}"
-        help_ = _hint(token, set(error.accepts or error.expected))
+        help_ = _hint(token, set(error.accepts or error.expected), source)
         if expected:
             message += f"; expected {expected}"
         return ArchSyntaxError(message, span, help=help_)
@@ -132,7 +133,30 @@ def _translate(error: UnexpectedInput, source: Source) -> ArchSyntaxError:
     return ArchSyntaxError(str(error), Span.point(source, 1, 1))
 
 
-def _hint(token: Token, expected: set[str]) -> str | None:
+_CONSTRUCTS = (
+    "residual",
+    "concat",
+    "add",
+    "repeat",
+    "branch",
+    "aux",
+    "frozen",
+    "network",
+    "block",
+    "import",
+    "use",
+)
+
+
+def _hint(token: Token, expected: set[str], source: Source) -> str | None:
+    if token.type == "LBRACE":
+        # `residul {`: the misspelt keyword was read as a layer name.
+        before = source.line(token.line or 1)[: (token.column or 1) - 1].split()
+        if before:
+            word = before[-1].rstrip("(")
+            close = difflib.get_close_matches(word, _CONSTRUCTS, n=1, cutoff=0.6)
+            if close and close[0] != word:
+                return f"did you mean `{close[0]}`?"
     if token.type == "NAME" and "_NL" in expected:
         return "one statement per line; chain steps on one line with `->`"
     if token.type == "RBRACE" and "LBRACE" not in expected:

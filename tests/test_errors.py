@@ -331,6 +331,13 @@ CASES: list[tuple[str, str, str, str, str]] = [
         "",
     ),
     ("empty_file", "", "1:1", "this file defines no `network`", ""),
+    (
+        "misspelt_keyword",
+        "network N {\n    input 8x8x1\n    residul {\n        relu\n    }\n}\n",
+        "3:13",
+        "unexpected `{`",
+        "did you mean `residual`?",
+    ),
 ]
 
 
