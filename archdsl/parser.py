@@ -204,7 +204,7 @@ MAX_NESTING = 64
 _VALUE_TOKENS = frozenset({"NAME", "CALL_OPEN", "INT", "FLOAT", "SIZE", "STRING"})
 
 
-class _Seq(tuple):  # noqa: SLOT001
+class _Seq(tuple):
     """Statements or branches with the span of their braces."""
 
     span: Span
