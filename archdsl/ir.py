@@ -182,9 +182,10 @@ def verify(graph: Graph, *, shapes: bool = False, residuals: bool = False) -> No
     Raises:
         AssertionError: an invariant does not hold.
     """
-    for name, node in graph._nodes.items():
+    nodes = graph._nodes
+    for name, node in nodes.items():
         for source in node.inputs:
-            assert source in graph, f"{name}: input {source!r} is not a node"
+            assert source in nodes, f"{name}: input {source!r} is not a node"
     try:
         order = graph.order()
     except nx.NetworkXUnfeasible:
@@ -193,32 +194,30 @@ def verify(graph: Graph, *, shapes: bool = False, residuals: bool = False) -> No
     assert len(inputs) == 1, f"expected one input node, got {inputs}"
     assert graph.outputs, "no output"
     for name in graph.outputs:
-        assert name in graph, f"output {name!r} is not a node"
+        assert name in nodes, f"output {name!r} is not a node"
     for head in graph.aux.values():
-        assert head.output in graph, f"aux output {head.output!r} is not a node"
+        assert head.output in nodes, f"aux output {head.output!r} is not a node"
     reachable = {inputs[0]}
     for name in order:
-        node = graph.node(name)
+        node = nodes[name]
         arity = node.op.arity
-        assert arity is None or len(node.inputs) == arity, (
-            f"{name}: `{node.op.name}` takes {arity} inputs, has {len(node.inputs)}"
-        )
-        assert arity is not None or node.inputs, f"{name}: no inputs"
+        if arity is None:
+            assert node.inputs, f"{name}: no inputs"
+        else:
+            assert len(node.inputs) == arity, (
+                f"{name}: `{node.op.name}` takes {arity} inputs, has {len(node.inputs)}"
+            )
         for source in node.inputs:
-            assert source in graph, f"{name}: input {source!r} is not a node"
-        if any(source in reachable for source in node.inputs):
-            reachable.add(name)
+            if source in reachable:
+                reachable.add(name)
+            if node.aux is None:
+                assert nodes[source].aux is None, f"{name} on the main path uses aux node {source}"
         assert name in reachable, f"{name} is not reachable from the input"
         if shapes:
             assert node.shape is not None, f"{name}: no shape"
             if residuals and isinstance(node.op, Residual):
-                body, shortcut = (graph.node(i).shape for i in node.inputs)
+                body, shortcut = (nodes[i].shape for i in node.inputs)
                 assert body == shortcut, f"{name}: residual operands {body} != {shortcut}"
-        if node.aux is None:
-            for source in node.inputs:
-                assert graph.node(source).aux is None, (
-                    f"{name} on the main path uses aux node {source}"
-                )
 
 
 def format_graph(graph: Graph) -> str:

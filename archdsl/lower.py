@@ -15,6 +15,7 @@ Naming (stable, so checkpoints and reports can rely on it):
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -425,7 +426,7 @@ class _Lowerer:
         return self._name_point(call.alias, out, ctx)
 
     def _bind_op(self, op_class: type[ops.Op], call: s.Call, ctx: _Ctx) -> ops.Op:
-        fields = {f.name: f for f in dataclasses.fields(op_class)}
+        fields = _fields_of(op_class)
         given: dict[str, tuple[Value, s.Syntax]] = {}
         positional = list(op_class.positional)
         errors: list[ArchError] = []
@@ -770,6 +771,11 @@ class _Lowerer:
                     )
                 )
         raise_all(errors)
+
+
+@functools.cache
+def _fields_of(op_class: type[ops.Op]) -> dict[str, dataclasses.Field[Any]]:
+    return {f.name: f for f in dataclasses.fields(op_class)}
 
 
 def _usage(op_class: type[ops.Op]) -> str:

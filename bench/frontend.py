@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from archdsl.frontend import paused_gc
 from archdsl.loader import load_file, load_text
 from archdsl.lower import lower
 from archdsl.passes import run_pipeline
@@ -44,9 +45,10 @@ def best(run: Callable[[], T], repeat: int) -> tuple[float, T]:
     times = []
     result: T
     for _ in range(repeat):
-        start = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - start)
+        with paused_gc():
+            start = time.perf_counter()
+            result = run()
+            times.append(time.perf_counter() - start)
     return min(times), result
 
 
