@@ -13,7 +13,7 @@ from archdsl.errors import (
     ArchSyntaxError,
     raise_all,
 )
-from archdsl.parser import parse
+from archdsl.parser import MAX_SOURCE_BYTES, parse
 from archdsl.source import Source, Span
 
 Definition = s.BlockDef | s.NetworkDef
@@ -35,7 +35,15 @@ class Program:
 def read_source(path: Path, *, at: Span | None = None) -> str:
     """A file's text, with a positioned error for bytes that are not UTF-8."""
     try:
-        data = path.read_bytes()
+        if path.exists() and not path.is_file():
+            kind = "a directory" if path.is_dir() else "not a regular file"
+            raise ArchImportError(f"{path} is {kind}, not a .arch file", at)
+        with path.open("rb") as stream:
+            data = stream.read(MAX_SOURCE_BYTES + 1)
+        if len(data) > MAX_SOURCE_BYTES:
+            raise ArchImportError(
+                f"{path} is larger than {MAX_SOURCE_BYTES:,} bytes; specs are small", at
+            )
     except FileNotFoundError:
         raise ArchImportError(f"no such file: {path}", at) from None
     except IsADirectoryError:
@@ -102,6 +110,15 @@ def _follow(
     stack: list[Path],
     seen: set[Path],
 ) -> None:
+    if Path(item.path).is_absolute():
+        errors.append(
+            ArchImportError(
+                f"imports are relative to the importing file, not absolute: `{item.path}`",
+                item.span,
+                help="copy the file beside the spec, or import it by a relative path",
+            )
+        )
+        return
     if "://" in item.path:
         errors.append(
             ArchImportError(

@@ -201,6 +201,7 @@ class _Lowerer:
                 self._check_range(definition, param, env)
             elif param.default is not None:
                 env[key] = evaluate(param.default, env)
+                self._check_range(definition, param, env, default=True)
             else:
                 raise ArchValueError(
                     f"network `{definition.name.text}` needs a value for `{key}`",
@@ -209,20 +210,37 @@ class _Lowerer:
                 )
         return env
 
-    def _check_range(self, definition: s.NetworkDef, param: s.Param, env: dict[str, Value]) -> None:
+    def _check_range(
+        self,
+        definition: s.NetworkDef,
+        param: s.Param,
+        env: dict[str, Value],
+        *,
+        default: bool = False,
+    ) -> None:
         if param.low is None or param.high is None:
             return
         value = env[param.name.text]
         low, high = evaluate(param.low, env), evaluate(param.high, env)
+        for bound, expr in ((low, param.low), (high, param.high)):
+            if isinstance(bound, bool) or not isinstance(bound, int | float):
+                raise ArchValueError(f"a range is two numbers, got {describe(bound)}", expr.span)
+        assert isinstance(low, int | float) and isinstance(high, int | float)
+        if low > high:
+            raise ArchValueError(
+                f"the range {describe(low)}..{describe(high)} of `{param.name.text}` is empty",
+                param.span,
+            )
         inside = (
             isinstance(value, int | float)
             and not isinstance(value, bool)
             and (low <= value <= high)
-        )  # type: ignore[operator]
+        )
         if not inside:
+            what = "its default is" if default else "got"
             raise ArchValueError(
                 f"network `{definition.name.text}` takes `{param.name.text}` in "
-                f"{describe(low)}..{describe(high)}, got {describe(value)}",
+                f"{describe(low)}..{describe(high)}, {what} {describe(value)}",
                 param.span,
             )
 

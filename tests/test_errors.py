@@ -332,6 +332,27 @@ CASES: list[tuple[str, str, str, str, str]] = [
     ),
     ("empty_file", "", "1:1", "this file defines no `network`", ""),
     (
+        "default_outside_range",
+        "network N(size = 100 in 8..64) {\n    input size x size x 3\n}\n",
+        "1:11",
+        "network `N` takes `size` in 8..64, its default is 100",
+        "",
+    ),
+    (
+        "empty_range",
+        "network N(size = 10 in 64..8) {\n    input size\n}\n",
+        "1:11",
+        "the range 64..8 of `size` is empty",
+        "",
+    ),
+    (
+        "absolute_import",
+        'import "/dev/zero"\nnetwork N {\n    input 8\n}\n',
+        "1:1",
+        "imports are relative to the importing file, not absolute: `/dev/zero`",
+        "relative path",
+    ),
+    (
         "misspelt_keyword",
         "network N {\n    input 8x8x1\n    residul {\n        relu\n    }\n}\n",
         "3:13",
