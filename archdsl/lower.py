@@ -37,7 +37,7 @@ from archdsl.values import (
     unknown_name,
 )
 
-MAX_NODES = 2_000_000
+MAX_NODES = 500_000
 """A spec that expands past this many layers is refused before anything is built."""
 MAX_BLOCK_DEPTH = 64
 
@@ -695,7 +695,13 @@ class _Lowerer:
             raise self._fail(ArchValueError(f"`repeat {count}` is too many", step.span), ctx)
         parent = ctx.scope.child(step.alias.text) if step.alias is not None else ctx.scope
         sole_block = self._sole_block(step.body)
-        for _ in range(count):
+        at_least = count * _min_nodes(step.body, ctx.env, self.program)
+        if len(self.graph) + at_least > MAX_NODES:
+            self._check_expansion(step, count, at_least // max(count, 1), ctx)
+        before = len(self.graph)
+        for iteration in range(count):
+            if iteration == 1:
+                self._check_expansion(step, count, len(self.graph) - before, ctx)
             scope = parent.child(parent.next_number())
             if sole_block is not None:
                 call, block = sole_block
@@ -709,6 +715,19 @@ class _Lowerer:
         if step.alias is not None and cur is not None:
             self.scope_outputs[parent.prefix] = cur
         return self._name_point(step.alias, cur, ctx)
+
+    def _check_expansion(self, step: s.Repeat, count: int, per_iteration: int, ctx: _Ctx) -> None:
+        """Refuse a `repeat` whose expansion would pass `MAX_NODES`, before building it."""
+        if len(self.graph) + (count - 1) * per_iteration > MAX_NODES:
+            raise self._fail(
+                ArchValueError(
+                    f"`repeat {count:,}` of {per_iteration:,} layers would expand the network "
+                    f"past {MAX_NODES:,} layers",
+                    step.span,
+                    help="check the `repeat` counts",
+                ),
+                ctx,
+            )
 
     def _sole_block(self, body: Sequence[s.Stmt]) -> tuple[s.Call, s.BlockDef] | None:
         if len(body) != 1 or not isinstance(body[0], s.Chain):
@@ -789,6 +808,54 @@ class _Lowerer:
                     )
                 )
         raise_all(errors)
+
+
+def _min_nodes(
+    body: Sequence[s.Stmt], env: Mapping[str, Value] | None, program: Program, depth: int = 0
+) -> int:
+    """A lower bound on the nodes `body` makes, computed without building anything.
+
+    Counts layers, and multiplies by `repeat` counts that are literals or known in `env`
+    (inside a called block the arguments are unknown, so only literals count). Being a
+    lower bound, a refusal based on it is never wrong.
+    """
+    if depth > MAX_BLOCK_DEPTH:
+        return 0
+    total = 0
+    for stmt in body:
+        if isinstance(stmt, s.Aux):
+            total += _min_nodes(stmt.body, env, program, depth + 1)
+        if not isinstance(stmt, s.Chain):
+            continue
+        for step in stmt.steps:
+            total += _min_step_nodes(step, env, program, depth)
+            if total > MAX_NODES:
+                return total
+    return total
+
+
+def _min_step_nodes(
+    step: s.Step, env: Mapping[str, Value] | None, program: Program, depth: int
+) -> int:
+    if isinstance(step, s.Call):
+        block = program.definitions.get(step.op.text)
+        if isinstance(block, s.BlockDef):
+            return _min_nodes(block.body, None, program, depth + 1)
+        return 1
+    if isinstance(step, s.Repeat):
+        try:
+            count = (
+                evaluate(step.count, env) if env is not None or isinstance(step.count, s.Int) else 0
+            )
+        except ArchError:
+            count = 0
+        if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
+            return 0
+        return count * _min_nodes(step.body, env, program, depth + 1)
+    if isinstance(step, s.Merge):
+        return 1 + sum(_min_nodes(b.body, env, program, depth + 1) for b in step.branches)
+    extra = 1 if isinstance(step, s.Residual) else 0
+    return extra + _min_nodes(step.body, env, program, depth + 1)
 
 
 @functools.cache

@@ -48,6 +48,7 @@ def parse(text: str, filename: str = "<string>") -> s.Spec:
             )
     with _LOCK:
         _TRANSFORMER.source = source
+        _TRANSFORMER.depths = {}
         try:
             items = _syntax_parser().parse(text)
         except UnexpectedInput as error:
@@ -248,6 +249,8 @@ class _InlineSyntax(Transformer):
     """
 
     source: Source
+    depths: dict[int, int]
+    """Operator depth of the expressions built so far in this parse, by `id`."""
 
     def _span(self, children: list[Any]) -> Span:
         start = _start(children) or (1, 1)
@@ -311,14 +314,28 @@ class _InlineSyntax(Transformer):
     def atom(self, children: list[Any]) -> s.Expr:
         return children[1]  # "(" expr ")"
 
-    def _binop(self, children: list[Any]) -> s.BinOp:
+    def _nest(self, node: s.Expr, *operands: s.Expr) -> s.Expr:
+        """Record the operator depth of `node`; refuse expressions deeper than `MAX_NESTING`."""
+        depth = 1 + max(self.depths.get(id(o), 0) for o in operands)
+        if depth > MAX_NESTING:
+            raise ArchSyntaxError(
+                f"the expression nests more than {MAX_NESTING} operators deep",
+                node.span,
+                help="give a value a name with a block or network parameter",
+            )
+        self.depths[id(node)] = depth
+        return node
+
+    def _binop(self, children: list[Any]) -> s.Expr:
         left, op, right = children
-        return s.BinOp(op=str(op), left=left, right=right, span=self._span(children))
+        node = s.BinOp(op=str(op), left=left, right=right, span=self._span(children))
+        return self._nest(node, left, right)
 
     plus = minus = times = divide = floordiv = modulo = _binop
 
-    def neg(self, children: list[Any]) -> s.Neg:
-        return s.Neg(operand=children[-1], span=self._span(children))
+    def neg(self, children: list[Any]) -> s.Expr:
+        node = s.Neg(operand=children[-1], span=self._span(children))
+        return self._nest(node, children[-1])
 
     def dims(self, children: list[Any]) -> s.Dims:
         parts = tuple(c for c in children if not isinstance(c, Token))

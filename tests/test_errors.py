@@ -353,6 +353,20 @@ CASES: list[tuple[str, str, str, str, str]] = [
         "relative path",
     ),
     (
+        "repeat_too_large",
+        "network N {\n    input 8\n    repeat 2147483647 { relu }\n}\n",
+        "3:5",
+        "`repeat 2,147,483,647` of 1 layers would expand the network past 500,000 layers",
+        "",
+    ),
+    (
+        "expression_too_deep",
+        "network N {\n    input 8\n    dense " + " + ".join(["1"] * 100) + "\n}\n",
+        "3:11",
+        "the expression nests more than 64 operators deep",
+        "",
+    ),
+    (
         "misspelt_keyword",
         "network N {\n    input 8x8x1\n    residul {\n        relu\n    }\n}\n",
         "3:13",
@@ -467,3 +481,11 @@ def test_sixty_levels_of_nesting_still_compile() -> None:
 
     text = "network N {\n input 8\n" + "residual {\n" * 60 + "relu\n" + "}\n" * 60 + "}\n"
     assert len(build_graph_text(text)) == 62
+
+
+def test_nested_repeats_are_refused_without_building_them() -> None:
+    from archdsl.frontend import build_graph_text
+
+    text = "network N {\n input 8\n" + "repeat 2 {\n" * 40 + "relu\n" + "}\n" * 40 + "}"
+    with pytest.raises(ArchError, match="of 549,755,813,888 layers would expand the network"):
+        build_graph_text(text, "t.arch")
