@@ -400,7 +400,8 @@ def test_diagnostic(
         line = int(where.split(":")[0])
         column = int(where.split(":")[1])
         source_line = text.splitlines()[line - 1]
-        assert f" | {source_line}" in rendered
+        if len(source_line) <= 120:  # longer lines are shown as a window around the column
+            assert f" | {source_line}" in rendered
         caret_line = next(
             x for x in rendered.splitlines() if x.strip().startswith("| ") and "^" in x
         )
