@@ -13,6 +13,10 @@ from archdsl.errors import ArchError
 _COMMANDS = (
     "compile",
     "check",
+    "train",
+    "graph",
+    "fuzz",
+    "fmt",
 )
 """Modules of `archdsl.commands`; each has `register(subparsers)` setting `func`."""
 

@@ -1,0 +1,45 @@
+"""The whole pipeline in one call: spec file or text -> checked graph -> `CompiledModel`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from archdsl.frontend import build_graph, build_graph_text
+from archdsl.ir import Graph
+from archdsl.jax_backend import CompiledModel, compile_graph
+from archdsl.values import Value
+
+
+def compile_file(
+    path: str | Path,
+    *,
+    dtype: str = "float32",
+    network: str | None = None,
+    **arguments: Value,
+) -> CompiledModel:
+    """Compile a network of a `.arch` file (its last one unless `network` names one).
+
+    Network arguments are keywords: `compile_file("specs/lenet5.arch", classes=10)`.
+
+    Raises:
+        ArchError: anything wrong with the spec, with its position.
+    """
+    return compile_graph(build_graph(path, network=network, **arguments), dtype=dtype)
+
+
+def compile_spec(
+    text: str,
+    filename: str = "<string>",
+    *,
+    dtype: str = "float32",
+    network: str | None = None,
+    **arguments: Value,
+) -> CompiledModel:
+    """`compile_file` for spec text; imports resolve relative to the current folder."""
+    graph = build_graph_text(text, filename, network=network, **arguments)
+    return compile_graph(graph, dtype=dtype)
+
+
+def compile_graph_model(graph: Graph, *, dtype: str = "float32") -> CompiledModel:
+    """The last stage alone, for a graph the front end already built (`archdsl compile`)."""
+    return compile_graph(graph, dtype=dtype)
