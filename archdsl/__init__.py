@@ -1,1 +1,66 @@
 """archdsl: a declarative language for neural-network architectures, compiled to JAX."""
+
+import importlib
+from typing import Any
+
+from archdsl.errors import (
+    ArchError,
+    ArchErrors,
+    ArchImportError,
+    ArchNameError,
+    ArchShapeError,
+    ArchSyntaxError,
+    ArchValueError,
+)
+from archdsl.frontend import build_graph, build_graph_text
+from archdsl.ir import Graph, Node, format_graph
+from archdsl.parser import parse
+from archdsl.report import Report, build_report
+from archdsl.shapes import Shape, format_shape
+
+_LAZY = {
+    "compile_file": "archdsl.compiler",
+    "compile_graph_model": "archdsl.compiler",
+    "compile_spec": "archdsl.compiler",
+    "CompiledModel": "archdsl.jax_backend",
+    "compile_graph": "archdsl.jax_backend",
+    "check_weights": "archdsl.weights",
+    "load_weights": "archdsl.weights",
+    "save_weights": "archdsl.weights",
+}
+"""Backend names, imported on first use so the front end and CLI start without JAX."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'archdsl' has no attribute {name!r}")
+
+
+__all__ = [
+    "ArchError",
+    "ArchErrors",
+    "ArchImportError",
+    "ArchNameError",
+    "ArchShapeError",
+    "ArchSyntaxError",
+    "ArchValueError",
+    "CompiledModel",
+    "Graph",
+    "Node",
+    "Report",
+    "Shape",
+    "build_graph",
+    "build_graph_text",
+    "build_report",
+    "check_weights",
+    "compile_file",
+    "compile_graph",
+    "compile_graph_model",
+    "compile_spec",
+    "format_graph",
+    "format_shape",
+    "load_weights",
+    "parse",
+    "save_weights",
+]

@@ -13,6 +13,7 @@ from archdsl.errors import ArchError
 _COMMANDS = (
     "compile",
     "check",
+    "run",
     "train",
     "graph",
     "fuzz",
@@ -21,21 +22,28 @@ _COMMANDS = (
 """Modules of `archdsl.commands`; each has `register(subparsers)` setting `func`."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser with every subcommand registered."""
+def build_parser(commands: Sequence[str] = _COMMANDS) -> argparse.ArgumentParser:
+    """The parser with `commands` registered (all of them by default)."""
     parser = argparse.ArgumentParser(
         prog="archdsl",
         description="Compile, check and run neural-network architectures written in .arch",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in _COMMANDS:
+    for command in commands:
         importlib.import_module(f"archdsl.commands.{command}").register(sub)
     return parser
 
 
+def _wanted(argv: Sequence[str]) -> Sequence[str]:
+    """Only the named subcommand's module: `archdsl compile` should not import JAX."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return (first,) if first in _COMMANDS else _COMMANDS
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a subcommand. Exit 0 ok, 1 a spec or data error, 2 a usage error."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_wanted(argv))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

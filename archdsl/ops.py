@@ -267,6 +267,14 @@ class _Pool(Op):
         return self.stride or self.window
 
     def infer(self, x: Shape) -> Shape:
+        if not isinstance(self.padding, str):
+            half = (self.window[0] // 2, self.window[1] // 2)
+            (top, bottom), (left, right) = self.padding
+            if max(top, bottom) > half[0] or max(left, right) > half[1]:
+                raise ShapeRuleError(
+                    f"padding {self.padding[0][0]} is more than half the "
+                    f"{_fmt_pair(self.window)} window: a window could lie wholly in the padding"
+                )
         h, w = _windowed(self.name, x, self.window, self.strides, self.padding, ceil_mode=self.ceil)
         return (h, w, x[2])
 
