@@ -128,7 +128,14 @@ def _follow(
             )
         )
         return
-    target = (base / item.path).resolve()
+    if "\0" in item.path:
+        errors.append(ArchImportError("an import path cannot contain a NUL character", item.span))
+        return
+    try:
+        target = (base / item.path).resolve()
+    except (OSError, ValueError, RuntimeError) as error:
+        errors.append(ArchImportError(f"cannot import `{item.path}`: {error}", item.span))
+        return
     if target in stack:
         cycle = " -> ".join(p.name for p in [*stack[stack.index(target) :], target])
         errors.append(

@@ -292,16 +292,13 @@ class _Lowerer:
             cur = self._step(step, cur, ctx)
         if chain.check is not None and cur is not None:
             expected = evaluate(chain.check, ctx.env)
-            shape = (
-                coerce("shape", expected, "a `:` shape assertion")
-                if not isinstance(expected, float | str)
-                else None
-            )
-            if shape is None:
+            try:
+                shape = coerce("shape", expected, "a `:` assertion")
+            except ValueError:
                 raise ArchValueError(
                     f"a `:` assertion needs a shape like `28x28x6`, got {describe(expected)}",
                     chain.check.span,
-                )
+                ) from None
             assert isinstance(shape, tuple)
             self.graph.checks.append(ShapeCheck(cur, shape, chain.check.span))
         return cur
