@@ -502,16 +502,20 @@ def _render(units: list[_Unit], comments: list[_Comment], layout: _Layout | None
 
 def _assign(units: list[_Unit], comments: list[_Comment]) -> list[_Comment]:
     """Give each comment to the last unit covering its line; return the others, in order."""
+    lines = sorted({c.line for c in comments})
+    owner: dict[int, _Unit] = {}
+    for unit in units:
+        start = bisect.bisect_left(lines, unit.first)
+        stop = bisect.bisect_right(lines, max(unit.first, unit.last))
+        for line in lines[start:stop]:
+            owner[line] = unit
     floating: list[_Comment] = []
     for comment in comments:
-        owner = None
-        for unit in units:
-            if unit.first <= comment.line <= max(unit.first, unit.last):
-                owner = unit
-        if owner is None:
+        unit = owner.get(comment.line)
+        if unit is None:
             floating.append(comment)
         else:
-            owner.comments.append(comment)
+            unit.comments.append(comment)
     return floating
 
 

@@ -6,8 +6,9 @@ Requires the hypothesis package. `archdsl fuzz spec.arch` is the command-line fa
 
 from __future__ import annotations
 
+import contextlib
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -87,8 +88,9 @@ def fuzz_file(
         if not names:
             select_network(program, None)  # raises the "defines no network" error
     return [
-        fuzz_network(program, str(path), name, max_examples=max_examples, seed=seed,
-                     backend=backend)
+        fuzz_network(
+            program, str(path), name, max_examples=max_examples, seed=seed, backend=backend
+        )
         for name in names
     ]
 
@@ -117,7 +119,8 @@ def fuzz_network(
         raise RuntimeError("the JAX backend (archdsl.compiler) is not available")
     ranges = {
         p.name.text: f"{format_expr(p.low)}..{format_expr(p.high)}"
-        for p in definition.params if p.low is not None and p.high is not None
+        for p in definition.params
+        if p.low is not None and p.high is not None
     }
     strategy = _params_strategy(definition)
     tried: set[tuple[tuple[str, Value], ...]] = set()
@@ -149,23 +152,22 @@ def fuzz_network(
     )(given(strategy)(test))
     if seed is not None:
         run = hypothesis_seed(seed)(run)
-    try:
+    with contextlib.suppress(_Found):
         run()
-    except _Found:
-        pass
     if not found:
         return FuzzResult(path, network, ranges, len(tried), backend, None)
     failure = _minimise(found[-1], definition, attempt)
     return FuzzResult(path, network, ranges, len(tried), backend, failure)
 
 
-def _compile(program: Program, path: str, network: str, arguments: dict[str, Value],
-             backend: bool) -> Failure | None:
+def _compile(
+    program: Program, path: str, network: str, arguments: dict[str, Value], backend: bool
+) -> Failure | None:
     try:
         graph = build_program_graph(program, network, arguments)
     except ArchError as error:
         return Failure(dict(arguments), "spec", str(error))
-    except Exception:  # noqa: BLE001 - a crash is what we are looking for
+    except Exception:  # a crash is what we look for
         return Failure(dict(arguments), "crash", traceback.format_exc())
     if not backend:
         return None
@@ -173,13 +175,15 @@ def _compile(program: Program, path: str, network: str, arguments: dict[str, Val
         check_backend(path, graph, network=network, arguments=arguments)
     except AssertionError as error:
         return Failure(dict(arguments), "backend", str(error))
-    except Exception:  # noqa: BLE001
+    except Exception:
         return Failure(dict(arguments), "backend", traceback.format_exc())
     return None
 
 
 def _minimise(
-    failure: Failure, definition: s.NetworkDef, attempt: object
+    failure: Failure,
+    definition: s.NetworkDef,
+    attempt: Callable[[dict[str, Value]], Failure | None],
 ) -> Failure:
     """Lower each integer argument to the smallest value that still fails, others fixed.
 
@@ -209,7 +213,7 @@ def _minimise(
                 return current
             budget -= 1
             arguments = {**current.arguments, name: candidate}
-            smaller = attempt(arguments)  # type: ignore[operator]
+            smaller = attempt(arguments)
             if smaller is not None and smaller.kind == current.kind:
                 current = smaller
                 break
@@ -223,11 +227,9 @@ def format_result(result: FuzzResult) -> str:
     checked = "compiled" + (" and traced with jax.eval_shape" if result.backend else "")
     if result.failure is None:
         if not result.ranges:
-            return (f"ok  {where} declares no ranges; {checked} its default arguments "
-                    f"(1 instance)")
+            return f"ok  {where} declares no ranges; {checked} its default arguments (1 instance)"
         plural = "s" if result.tried != 1 else ""
-        return (f"ok  {where}: {checked} {result.tried} instance{plural} "
-                f"({ranges}), all clean")
+        return f"ok  {where}: {checked} {result.tried} instance{plural} ({ranges}), all clean"
     failure = result.failure
     lines = [f"FAIL {where}"]
     if result.ranges:

@@ -3,6 +3,7 @@
 Requires the hypothesis package (`pip install archdsl[test]`). Use it in your own
 test suite to check that your specs hold for every input size they declare::
 
+    from hypothesis import settings
     from archdsl.testing import check_spec, given_spec_params
 
     @settings(deadline=None)  # compiling can take longer than hypothesis' 200 ms
@@ -60,6 +61,7 @@ __all__ = [
     "Network",
     "backend_available",
     "broken_spec_texts",
+    "check_backend",
     "check_spec",
     "given_spec_params",
     "graphs",
@@ -150,8 +152,15 @@ def _conv(draw: Any, x: Shape, limits: _Limits, spatial: int | None) -> ops.Op:
     if spatial is not None:
         kernel = draw(st.integers(1, limits.max_kernel))
         dilation = draw(st.sampled_from([1, 1, 2]))
-        return ops.Conv(filters, (kernel, kernel), (spatial, spatial), "same", bias, groups,
-                        (dilation, dilation))
+        return ops.Conv(
+            filters,
+            (kernel, kernel),
+            (spatial, spatial),
+            "same",
+            bias,
+            groups,
+            (dilation, dilation),
+        )
     padding_kind = draw(st.sampled_from(["valid", "same", "explicit"]))
     dilation = (draw(st.sampled_from([1, 1, 2])), draw(st.sampled_from([1, 1, 2])))
     stride = (draw(st.integers(1, limits.max_stride)),) * 2
@@ -196,69 +205,69 @@ def _pool(draw: Any, x: Shape, limits: _Limits, spatial: int | None, cls: type) 
 
 
 @_strategy("maxpool", "avgpool")
-def _pool_strategy(x: Shape, limits: _Limits, spatial: int | None
-                   ) -> st.SearchStrategy[ops.Op]:
+def _pool_strategy(x: Shape, limits: _Limits, spatial: int | None) -> st.SearchStrategy[ops.Op]:
     if len(x) != 3:
         return st.nothing()
     return st.sampled_from([ops.MaxPool, ops.AvgPool]).flatmap(
-        lambda cls: _pool(x, limits, spatial, cls))
+        lambda cls: _pool(x, limits, spatial, cls)
+    )
 
 
 @_strategy("globalavgpool", "globalmaxpool")
-def _global_strategy(x: Shape, limits: _Limits, spatial: int | None
-                     ) -> st.SearchStrategy[ops.Op]:
+def _global_strategy(x: Shape, limits: _Limits, spatial: int | None) -> st.SearchStrategy[ops.Op]:
     if len(x) != 3 or spatial is not None:
         return st.nothing()
     return st.sampled_from([ops.GlobalAvgPool(), ops.GlobalMaxPool()])
 
 
 @_strategy("flatten")
-def _flatten_strategy(x: Shape, limits: _Limits, spatial: int | None
-                      ) -> st.SearchStrategy[ops.Op]:
+def _flatten_strategy(x: Shape, limits: _Limits, spatial: int | None) -> st.SearchStrategy[ops.Op]:
     return st.just(ops.Flatten()) if spatial is None or len(x) == 1 else st.nothing()
 
 
 @_strategy("dense")
-def _dense_strategy(x: Shape, limits: _Limits, spatial: int | None
-                    ) -> st.SearchStrategy[ops.Op]:
+def _dense_strategy(x: Shape, limits: _Limits, spatial: int | None) -> st.SearchStrategy[ops.Op]:
     if spatial not in (None, 1) and len(x) == 3:
         return st.nothing()
     return st.builds(ops.Dense, st.integers(1, limits.max_channels), st.booleans())
 
 
 @_strategy("dropout")
-def _dropout_strategy(x: Shape, limits: _Limits, spatial: int | None
-                      ) -> st.SearchStrategy[ops.Op]:
+def _dropout_strategy(x: Shape, limits: _Limits, spatial: int | None) -> st.SearchStrategy[ops.Op]:
     if spatial not in (None, 1) and len(x) == 3:
         return st.nothing()
     return st.builds(ops.Dropout, st.sampled_from([0.5, 0.0, 0.1, 0.25]))
 
 
 @_strategy("batchnorm")
-def _batchnorm_strategy(x: Shape, limits: _Limits, spatial: int | None
-                        ) -> st.SearchStrategy[ops.Op]:
+def _batchnorm_strategy(
+    x: Shape, limits: _Limits, spatial: int | None
+) -> st.SearchStrategy[ops.Op]:
     if spatial not in (None, 1) and len(x) == 3:
         return st.nothing()
     return st.builds(ops.BatchNorm, st.sampled_from([1e-5, 1e-3]), st.sampled_from([0.9, 0.99]))
 
 
 @_strategy("lrn")
-def _lrn_strategy(x: Shape, limits: _Limits, spatial: int | None
-                  ) -> st.SearchStrategy[ops.Op]:
+def _lrn_strategy(x: Shape, limits: _Limits, spatial: int | None) -> st.SearchStrategy[ops.Op]:
     if len(x) != 3 or spatial not in (None, 1):
         return st.nothing()
-    return st.builds(ops.LRN, st.integers(1, 7), st.sampled_from([1e-4, 1e-3]),
-                     st.sampled_from([0.75, 0.5]), st.sampled_from([2.0, 1.0]))
+    return st.builds(
+        ops.LRN,
+        st.integers(1, 7),
+        st.sampled_from([1e-4, 1e-3]),
+        st.sampled_from([0.75, 0.5]),
+        st.sampled_from([2.0, 1.0]),
+    )
 
 
-_ACTIVATIONS = sorted(
-    name for name, cls in ops.OPS.items() if issubclass(cls, ops.Activation)
-)
+_ACTIVATIONS = sorted(name for name, cls in ops.OPS.items() if issubclass(cls, ops.Activation))
 
 
 @_strategy(*_ACTIVATIONS)
-def _activation_strategy(x: Shape, limits: _Limits, spatial: int | None
-                         ) -> st.SearchStrategy[ops.Op]:
+def _activation_strategy(
+    x: Shape, limits: _Limits, spatial: int | None
+) -> st.SearchStrategy[ops.Op]:
     if spatial not in (None, 1) and len(x) == 3:
         return st.nothing()
     plain = [ops.OPS[n]() for n in _ACTIVATIONS if n != "leaky_relu"]
@@ -266,30 +275,33 @@ def _activation_strategy(x: Shape, limits: _Limits, spatial: int | None
 
 
 @_strategy("input")
-def _input_strategy(x: Shape, limits: _Limits, spatial: int | None
-                    ) -> st.SearchStrategy[ops.Op]:
+def _input_strategy(x: Shape, limits: _Limits, spatial: int | None) -> st.SearchStrategy[ops.Op]:
     return st.just(ops.Input(x))
 
 
 @_strategy("add", "concat", "residual")
-def _merge_strategy(x: Shape, limits: _Limits, spatial: int | None
-                    ) -> st.SearchStrategy[ops.Op]:
+def _merge_strategy(x: Shape, limits: _Limits, spatial: int | None) -> st.SearchStrategy[ops.Op]:
     """Ops that combine several operands of the shape `x` (not in `ops_for`)."""
     return st.sampled_from([ops.Add(), ops.Concat()]) | st.builds(
-        ops.Residual, st.sampled_from(ops.SHORTCUTS))
+        ops.Residual, st.sampled_from(ops.SHORTCUTS)
+    )
 
 
 @_strategy("project", "zeropad")
-def _shortcut_strategy(x: Shape, limits: _Limits, spatial: int | None
-                       ) -> st.SearchStrategy[ops.Op]:
+def _shortcut_strategy(x: Shape, limits: _Limits, spatial: int | None) -> st.SearchStrategy[ops.Op]:
     """The shortcut ops `insert_projections` makes (not in `ops_for`)."""
     if len(x) not in (1, 3):
         return st.nothing()
     stride = st.just(1) if len(x) == 1 else st.integers(1, limits.max_stride)
-    project = st.builds(ops.Project, st.integers(1, limits.max_channels),
-                        stride.map(lambda v: (v, v)), st.booleans())
-    zeropad = st.builds(ops.ZeroPad, st.integers(x[-1], x[-1] + limits.max_channels),
-                        stride.map(lambda v: (v, v)))
+    project = st.builds(
+        ops.Project,
+        st.integers(1, limits.max_channels),
+        stride.map(lambda v: (v, v)),
+        st.booleans(),
+    )
+    zeropad = st.builds(
+        ops.ZeroPad, st.integers(x[-1], x[-1] + limits.max_channels), stride.map(lambda v: (v, v))
+    )
     return project | zeropad
 
 
@@ -339,8 +351,17 @@ def ops_for(
 
 
 def _op_order(name: str) -> tuple[int, str]:
-    order = ["relu", "batchnorm", "dropout", "dense", "conv", "maxpool", "flatten",
-             "globalavgpool", "lrn"]
+    order = [
+        "relu",
+        "batchnorm",
+        "dropout",
+        "dense",
+        "conv",
+        "maxpool",
+        "flatten",
+        "globalavgpool",
+        "lrn",
+    ]
     return (order.index(name) if name in order else len(order), name)
 
 
@@ -369,9 +390,13 @@ def op_call(op: ops.Op, *, style: int = 0, channels: s.Expr | None = None) -> s.
     kwargs: list[s.Kwarg] = []
     positional = list(cls.positional)
     # positional attributes up to the last one that is needed or not the default
-    needed = [p for p in positional
-              if p not in values or values[p] != fields[p].default
-              or fields[p].default is dataclasses.MISSING]
+    needed = [
+        p
+        for p in positional
+        if p not in values
+        or values[p] != fields[p].default
+        or fields[p].default is dataclasses.MISSING
+    ]
     last = max((positional.index(p) for p in needed), default=-1)
     for index, name in enumerate(positional[: last + 1]):
         if name not in values:
@@ -385,8 +410,14 @@ def op_call(op: ops.Op, *, style: int = 0, channels: s.Expr | None = None) -> s.
         if value == fields[name].default:
             continue
         variant = (style >> (offset % 8)) & 1
-        flag = next((word for word, (key, flag_value) in cls.flags.items()
-                     if key == name and flag_value == value), None)
+        flag = next(
+            (
+                word
+                for word, (key, flag_value) in cls.flags.items()
+                if key == name and flag_value == value
+            ),
+            None,
+        )
         expr = _value_expr(fields[name].metadata["kind"], value, style + offset)
         if flag is not None and variant:
             args.append(_name(flag))
@@ -515,8 +546,9 @@ class _Model:
     def __init__(self, blocks: Mapping[str, _Block]) -> None:
         self.blocks = blocks
 
-    def run(self, items: Sequence[_Item], x: Shape, env: Mapping[str, Value],
-            tally: _Tally) -> Shape:
+    def run(
+        self, items: Sequence[_Item], x: Shape, env: Mapping[str, Value], tally: _Tally
+    ) -> Shape:
         for item in items:
             if isinstance(item, _Aux):
                 self.run(item.body, x, env, tally)
@@ -547,8 +579,7 @@ class _Model:
         inner.update(zip(block.params, what.args, strict=False))
         return self.run(block.body, x, inner, tally)  # type: ignore[arg-type]
 
-    def layer(self, layer: _Layer, x: Shape, env: Mapping[str, Value], tally: _Tally
-              ) -> Shape:
+    def layer(self, layer: _Layer, x: Shape, env: Mapping[str, Value], tally: _Tally) -> Shape:
         op = _instantiate(layer, env)
         out = _infer(op, x)
         tally.params += sum(math.prod(v) for v in op.param_shapes(x).values())
@@ -629,8 +660,16 @@ class _Context:
 
 
 class _Generator:
-    def __init__(self, draw: Any, *, max_depth: int, max_length: int, limits: _Limits,
-                 blocks: bool, aux: bool) -> None:
+    def __init__(
+        self,
+        draw: Any,
+        *,
+        max_depth: int,
+        max_length: int,
+        limits: _Limits,
+        blocks: bool,
+        aux: bool,
+    ) -> None:
         self.draw = draw
         self.max_depth = max_depth
         self.max_length = max_length
@@ -649,9 +688,15 @@ class _Generator:
         return self.fresh("t") if self.draw(st.integers(0, 5)) == 0 else None
 
     # bodies
-    def body(self, x: Shape, ctx: _Context, *, spatial: int | None = None,
-             channels: int | None = None, length: int | None = None
-             ) -> tuple[tuple[_Item, ...], Shape]:
+    def body(
+        self,
+        x: Shape,
+        ctx: _Context,
+        *,
+        spatial: int | None = None,
+        channels: int | None = None,
+        length: int | None = None,
+    ) -> tuple[tuple[_Item, ...], Shape]:
         """A non-empty body from `x`; with `spatial`/`channels`, one that ends on that plan."""
         n = length or self.draw(st.integers(1, self.max_length))
         down = self.draw(st.integers(0, n - 1)) if spatial not in (None, 1) else -1
@@ -667,7 +712,7 @@ class _Generator:
         if spatial is not None and down < 0 and spatial != 1 and len(x) == 3:
             raise AssertionError("a plan body lost its downsampling step")
         if channels is not None and x[-1] != channels:
-            fix = (ops.Conv(channels, (1, 1)) if len(x) == 3 else ops.Dense(channels))
+            fix = ops.Conv(channels, (1, 1)) if len(x) == 3 else ops.Dense(channels)
             items.append(_Step(_Layer(fix, style=self.draw(st.integers(0, 255)))))
             x = self.model.step(items[-1].what, x, ctx.env, _Tally())  # type: ignore[union-attr]
         return tuple(items), x
@@ -710,17 +755,22 @@ class _Generator:
         return _Step(self.call(x, ctx, keep=keep), self.alias())
 
     def layer(self, x: Shape, ctx: _Context, *, spatial: int | None) -> _Step:
-        op = self.draw(ops_for(x, spatial=spatial, max_channels=self.limits.max_channels,
-                               max_kernel=self.limits.max_kernel,
-                               max_stride=self.limits.max_stride))
+        op = self.draw(
+            ops_for(
+                x,
+                spatial=spatial,
+                max_channels=self.limits.max_channels,
+                max_kernel=self.limits.max_kernel,
+                max_stride=self.limits.max_stride,
+            )
+        )
         channels: s.Expr | None = None
         if op.name in _CHANNEL_FIELD and ctx.channel_params and self.draw(st.booleans()):
             param = self.draw(st.sampled_from(ctx.channel_params))
             form = self.draw(st.sampled_from(["p", "p", "p * 2", "p + 1"]))
             channels = _name(param)
             if form != "p":
-                channels = s.BinOp(op=form[2], left=channels, right=_int(int(form[-1])),
-                                   span=_SPAN)
+                channels = s.BinOp(op=form[2], left=channels, right=_int(int(form[-1])), span=_SPAN)
             if isinstance(op, ops.Conv):
                 op = dataclasses.replace(op, groups=1)
             layer = _Layer(op, channels)
@@ -730,8 +780,7 @@ class _Generator:
                 layer = _Layer(op)
         else:
             layer = _Layer(op)
-        return _Step(dataclasses.replace(layer, style=self.draw(st.integers(0, 255))),
-                     self.alias())
+        return _Step(dataclasses.replace(layer, style=self.draw(st.integers(0, 255))), self.alias())
 
     def residual(self, x: Shape, ctx: _Context, *, keep: bool) -> _Residual:
         mode = self.draw(st.sampled_from(ops.SHORTCUTS))
@@ -751,12 +800,14 @@ class _Generator:
         channels = self.draw(st.integers(1, self.limits.max_channels)) if kind == "add" else None
         n = self.draw(st.integers(2, 3))
         branches = tuple(
-            self.body(x, ctx, spatial=stride, channels=channels,
-                      length=self.draw(st.integers(1, 2)))[0]
+            self.body(
+                x, ctx, spatial=stride, channels=channels, length=self.draw(st.integers(1, 2))
+            )[0]
             for _ in range(n)
         )
-        aliases = tuple(self.fresh("b") if self.draw(st.integers(0, 3)) == 0 else None
-                        for _ in range(n))
+        aliases = tuple(
+            self.fresh("b") if self.draw(st.integers(0, 3)) == 0 else None for _ in range(n)
+        )
         return _Merge(kind, branches, aliases)
 
     def call(self, x: Shape, ctx: _Context, *, keep: bool) -> _Call:
@@ -786,15 +837,20 @@ class _Generator:
     def new_block(self, x: Shape, *, keep: bool) -> _Call:
         name = self.fresh("block")
         params = ("c", "d")[: self.draw(st.integers(1, 2))]
-        defaults = (None, *(self.draw(st.integers(1, self.limits.max_channels))
-                            for _ in params[1:]))
-        first = tuple(self.draw(st.integers(1, self.limits.max_channels))
-                      for _ in range(1 if len(params) == 1 else self.draw(st.integers(1, 2))))
+        defaults = (
+            None,
+            *(self.draw(st.integers(1, self.limits.max_channels)) for _ in params[1:]),
+        )
+        first = tuple(
+            self.draw(st.integers(1, self.limits.max_channels))
+            for _ in range(1 if len(params) == 1 else self.draw(st.integers(1, 2)))
+        )
         block = _Block(name, params, defaults, first, (), keep)  # type: ignore[arg-type]
         env = self.block_env(block, first)
         ctx = _Context(env, params, 1, True)
-        body, _ = self.body(x, ctx, spatial=1 if keep else None,
-                            length=self.draw(st.integers(1, 3)))
+        body, _ = self.body(
+            x, ctx, spatial=1 if keep else None, length=self.draw(st.integers(1, 3))
+        )
         self.blocks[name] = dataclasses.replace(block, body=body)
         return _Call(name, first, self.draw(st.booleans()))
 
@@ -807,36 +863,60 @@ class _Renderer:
         self.draw = draw
         self.model = model
 
-    def body(self, items: Sequence[_Item], *, x: Shape | None = None,
-             env: Mapping[str, Value] | None = None) -> tuple[s.Stmt, ...]:
+    def body(
+        self,
+        items: Sequence[_Item],
+        *,
+        x: Shape | None = None,
+        env: Mapping[str, Value] | None = None,
+    ) -> tuple[s.Stmt, ...]:
         """Statements for items; with `x`, chains may end in a `: shape` assertion."""
         stmts: list[s.Stmt] = []
         index = 0
         while index < len(items):
             item = items[index]
             if isinstance(item, _Aux):
-                stmts.append(s.Aux(
-                    name=_ident(item.name),
-                    kwargs=(s.Kwarg(name=_ident("weight"), value=s.Float(
-                        value=item.weight, span=_SPAN), span=_SPAN),)
-                    if item.weight != 0.3 or self.draw(st.booleans()) else (),
-                    body=self.body(item.body), span=_SPAN))
+                stmts.append(
+                    s.Aux(
+                        name=_ident(item.name),
+                        kwargs=(
+                            s.Kwarg(
+                                name=_ident("weight"),
+                                value=s.Float(value=item.weight, span=_SPAN),
+                                span=_SPAN,
+                            ),
+                        )
+                        if item.weight != 0.3 or self.draw(st.booleans())
+                        else (),
+                        body=self.body(item.body),
+                        span=_SPAN,
+                    )
+                )
                 index += 1
                 continue
             run = 1
-            while (index + run < len(items) and isinstance(items[index + run], _Step)
-                   and self.draw(st.integers(0, 2)) == 0):
+            while (
+                index + run < len(items)
+                and isinstance(items[index + run], _Step)
+                and self.draw(st.integers(0, 2)) == 0
+            ):
                 run += 1
-            steps = items[index:index + run]
+            steps = items[index : index + run]
             check = None
             if x is not None and env is not None:
                 for step in steps:
                     x = self.model.step(step.what, x, env, _Tally())  # type: ignore[union-attr]
                 if self.draw(st.integers(0, 2)) == 0:
                     check = s.Size(value=x, span=_SPAN) if len(x) > 1 else _int(x[0])
-            stmts.append(s.Chain(
-                source=None, steps=tuple(self.step(step) for step in steps),  # type: ignore[arg-type]
-                check=check, frozen=self.draw(st.integers(0, 19)) == 0, span=_SPAN))
+            stmts.append(
+                s.Chain(
+                    source=None,
+                    steps=tuple(self.step(step) for step in steps),  # type: ignore[arg-type]
+                    check=check,
+                    frozen=self.draw(st.integers(0, 19)) == 0,
+                    span=_SPAN,
+                )
+            )
             index += run
         return tuple(stmts)
 
@@ -850,16 +930,17 @@ class _Renderer:
             kwargs = ()
             if what.mode != "auto" or self.draw(st.booleans()):
                 kwargs = (s.Kwarg(name=_ident("shortcut"), value=_name(what.mode), span=_SPAN),)
-            return s.Residual(kwargs=kwargs, body=self.body(what.body), alias=alias,
-                              span=_SPAN)
+            return s.Residual(kwargs=kwargs, body=self.body(what.body), alias=alias, span=_SPAN)
         if isinstance(what, _Merge):
             branches = tuple(
                 s.Branch(body=self.body(b), alias=_ident(a) if a else None, span=_SPAN)
-                for b, a in zip(what.branches, what.aliases, strict=True))
+                for b, a in zip(what.branches, what.aliases, strict=True)
+            )
             return s.Merge(kind=what.kind, branches=branches, alias=alias, span=_SPAN)
         if isinstance(what, _Repeat):
-            return s.Repeat(count=_int(what.count), body=self.body(what.body), alias=alias,
-                            span=_SPAN)
+            return s.Repeat(
+                count=_int(what.count), body=self.body(what.body), alias=alias, span=_SPAN
+            )
         if isinstance(what, _Group):
             return s.Group(body=self.body(what.body), alias=alias, span=_SPAN)
         assert isinstance(what, _Call)
@@ -867,18 +948,21 @@ class _Renderer:
         args: tuple[s.Expr, ...] = tuple(_int(a) for a in what.args)
         kwargs: tuple[s.Kwarg, ...] = ()
         if what.keyword:
-            kwargs = tuple(s.Kwarg(name=_ident(p), value=_int(a), span=_SPAN)
-                           for p, a in zip(block.params, what.args, strict=False))
+            kwargs = tuple(
+                s.Kwarg(name=_ident(p), value=_int(a), span=_SPAN)
+                for p, a in zip(block.params, what.args, strict=False)
+            )
             args = ()
-        return s.Call(op=_ident(block.name), args=args, kwargs=kwargs, alias=alias,
-                      span=_SPAN)
+        return s.Call(op=_ident(block.name), args=args, kwargs=kwargs, alias=alias, span=_SPAN)
 
     def block(self, block: _Block) -> s.BlockDef:
         params = tuple(
             s.Param(name=_ident(p), default=_int(d) if d is not None else None, span=_SPAN)
-            for p, d in zip(block.params, block.defaults, strict=True))
-        return s.BlockDef(name=_ident(block.name), params=params, body=self.body(block.body),
-                          span=_SPAN)
+            for p, d in zip(block.params, block.defaults, strict=True)
+        )
+        return s.BlockDef(
+            name=_ident(block.name), params=params, body=self.body(block.body), span=_SPAN
+        )
 
 
 @st.composite
@@ -920,8 +1004,7 @@ def networks(
         params: give the network parameters (`size`, `width`) and a `size` range.
     """
     limits = _Limits(max_channels, max_kernel)
-    x = draw(shapes(ranks=ranks, min_side=min_side, max_side=max_side,
-                    max_channels=max_channels))
+    x = draw(shapes(ranks=ranks, min_side=min_side, max_side=max_side, max_channels=max_channels))
     size_param = params and len(x) == 3 and draw(st.booleans())
     if size_param:
         x = (x[0], x[0], x[2])
@@ -931,8 +1014,9 @@ def networks(
         env["size"] = x[0]
     if width is not None:
         env["width"] = width
-    generator = _Generator(draw, max_depth=max_depth, max_length=max_length, limits=limits,
-                           blocks=blocks, aux=aux)
+    generator = _Generator(
+        draw, max_depth=max_depth, max_length=max_length, limits=limits, blocks=blocks, aux=aux
+    )
     ctx = _Context(env, ("width",) if width is not None else (), 0, False)
     body, _ = generator.body(x, ctx)
     tally = _Tally()
@@ -942,15 +1026,21 @@ def networks(
     network_params: list[s.Param] = []
     arguments: dict[str, tuple[int, int]] = {}
     if size_param:
-        low, high = _valid_range(lambda v: model.run(body, (v, v, x[2]), {**env, "size": v},
-                                                     _Tally()), x[0], draw)
+        low, high = _valid_range(
+            lambda v: model.run(body, (v, v, x[2]), {**env, "size": v}, _Tally()), x[0], draw
+        )
         ranged = draw(st.integers(0, 3)) > 0
         if ranged:
             arguments["size"] = (low, high)
-        network_params.append(s.Param(
-            name=_ident("size"), default=_int(x[0]),
-            low=_int(low) if ranged else None, high=_int(high) if ranged else None,
-            span=_SPAN))
+        network_params.append(
+            s.Param(
+                name=_ident("size"),
+                default=_int(x[0]),
+                low=_int(low) if ranged else None,
+                high=_int(high) if ranged else None,
+                span=_SPAN,
+            )
+        )
     if width is not None:
         network_params.append(s.Param(name=_ident("width"), default=_int(width), span=_SPAN))
 
@@ -958,14 +1048,18 @@ def networks(
     input_arg: s.Expr = s.Size(value=x, span=_SPAN) if len(x) > 1 else _int(x[0])
     if size_param:
         input_arg = s.Dims(parts=(_name("size"), _name("size"), _int(x[2])), span=_SPAN)
-    first = s.Chain(source=None, steps=(s.Call(op=_ident("input"), args=(input_arg,),
-                                               kwargs=(), span=_SPAN),),
-                    check=None, span=_SPAN)
+    first = s.Chain(
+        source=None,
+        steps=(s.Call(op=_ident("input"), args=(input_arg,), kwargs=(), span=_SPAN),),
+        check=None,
+        span=_SPAN,
+    )
     checks = not size_param
     stmts = renderer.body(body, x=x if checks else None, env=env if checks else None)
     name = "Net"
-    network = s.NetworkDef(name=_ident(name), params=tuple(network_params),
-                           body=(first, *stmts), span=_SPAN)
+    network = s.NetworkDef(
+        name=_ident(name), params=tuple(network_params), body=(first, *stmts), span=_SPAN
+    )
     items = (*(renderer.block(b) for b in generator.blocks.values()), network)
     spec = s.Spec(items=items, source=_SOURCE, span=_SPAN)
     return Network(spec, unparse(spec), name, x, out, tally.params, arguments)
@@ -1050,10 +1144,22 @@ def _m_bad_character(network: Network, draw: Any) -> str:
 
 
 def _m_unknown_layer(network: Network, draw: Any) -> str:
-    return _append(network.text, draw(st.sampled_from([
-        "conv2d 3 3x3", "relux", "Conv 3 3x3", "maxpooling 2", "fully_connected 10",
-        "batch_norm", "softmax2",
-    ])))
+    return _append(
+        network.text,
+        draw(
+            st.sampled_from(
+                [
+                    "conv2d 3 3x3",
+                    "relux",
+                    "Conv 3 3x3",
+                    "maxpooling 2",
+                    "fully_connected 10",
+                    "batch_norm",
+                    "softmax2",
+                ]
+            )
+        ),
+    )
 
 
 def _m_wrong_check(network: Network, draw: Any) -> str:
@@ -1066,8 +1172,9 @@ def _m_wrong_check(network: Network, draw: Any) -> str:
 def _m_window_too_big(network: Network, draw: Any) -> str:
     if len(network.output_shape) == 3:
         window = draw(st.integers(600, 999))
-        layer = draw(st.sampled_from([f"conv 1 {window}x{window} valid",
-                                      f"maxpool {window}x{window}"]))
+        layer = draw(
+            st.sampled_from([f"conv 1 {window}x{window} valid", f"maxpool {window}x{window}"])
+        )
         return _append(network.text, layer)
     return _append(network.text, draw(st.sampled_from(["lrn", "conv 4 3x3", "globalavgpool"])))
 
@@ -1077,25 +1184,55 @@ def _m_duplicate_name(network: Network, draw: Any) -> str:
 
 
 def _m_bad_value(network: Network, draw: Any) -> str:
-    return _append(network.text, draw(st.sampled_from([
-        "dense nope", "dense 4 // 0", "dense 4 / 3", "dense 99999999999", "dense 0",
-        'dropout "half"', "dropout 1.5", "dense 2x2", "conv 4 3x3 padding = wide",
-        "conv 6 3x3 groups = 4", "dense -3", "repeat -1 { relu }", "dense 3.5",
-        "residual shortcut = sideways { relu }", "batchnorm momentum = 2.0",
-    ])))
+    return _append(
+        network.text,
+        draw(
+            st.sampled_from(
+                [
+                    "dense nope",
+                    "dense 4 // 0",
+                    "dense 4 / 3",
+                    "dense 99999999999",
+                    "dense 0",
+                    'dropout "half"',
+                    "dropout 1.5",
+                    "dense 2x2",
+                    "conv 4 3x3 padding = wide",
+                    "conv 6 3x3 groups = 4",
+                    "dense -3",
+                    "repeat -1 { relu }",
+                    "dense 3.5",
+                    "residual shortcut = sideways { relu }",
+                    "batchnorm momentum = 2.0",
+                ]
+            )
+        ),
+    )
 
 
 def _m_unknown_argument(network: Network, draw: Any) -> str:
-    return _append(network.text, draw(st.sampled_from([
-        "relu strength = 2", "dense 4 bias = false units = 5", "conv 4 3x3 strides = 2",
-        "dense", "conv 4", "maxpool", "dense 4 8", "relu 3",
-    ])))
+    return _append(
+        network.text,
+        draw(
+            st.sampled_from(
+                [
+                    "relu strength = 2",
+                    "dense 4 bias = false units = 5",
+                    "conv 4 3x3 strides = 2",
+                    "dense",
+                    "conv 4",
+                    "maxpool",
+                    "dense 4 8",
+                    "relu 3",
+                ]
+            )
+        ),
+    )
 
 
 def _m_no_input(network: Network, draw: Any) -> str:
     lines = network.text.split("\n")
-    index = next(i for i in _statement_lines(network.text)
-                 if lines[i].lstrip().startswith("input"))
+    index = next(i for i in _statement_lines(network.text) if lines[i].lstrip().startswith("input"))
     stripped = lines[index].lstrip()
     rest = stripped.split(" -> ", 1)
     if len(rest) == 2:
@@ -1117,33 +1254,50 @@ def _m_shortcut_mismatch(network: Network, draw: Any) -> str:
 def _m_merge_mismatch(network: Network, draw: Any) -> str:
     out = network.output_shape
     if len(out) == 3:
-        return _append(network.text, "concat {\n        branch { identity }\n"
-                                     "        branch { flatten }\n    }")
-    return _append(network.text, f"add {{\n        branch {{ dense {out[-1] + 1} }}\n"
-                                 f"        branch {{ identity }}\n    }}")
+        return _append(
+            network.text, "concat {\n        branch { identity }\n        branch { flatten }\n    }"
+        )
+    return _append(
+        network.text,
+        f"add {{\n        branch {{ dense {out[-1] + 1} }}\n        branch {{ identity }}\n    }}",
+    )
 
 
 def _m_unknown_block(network: Network, draw: Any) -> str:
-    return _append(network.text, draw(st.sampled_from(["nosuchblock(3)", "Net()",
-                                                       "resnet_stage(64, 2)"])))
+    return _append(
+        network.text, draw(st.sampled_from(["nosuchblock(3)", "Net()", "resnet_stage(64, 2)"]))
+    )
 
 
 def _m_missing_import(network: Network, draw: Any) -> str:
-    path = draw(st.sampled_from(["missing_file.arch", "https://example.com/x.arch",
-                                 "../../nowhere/else.arch", "."]))
+    path = draw(
+        st.sampled_from(
+            ["missing_file.arch", "https://example.com/x.arch", "../../nowhere/else.arch", "."]
+        )
+    )
     return f'import "{path}"\n\n{network.text}'
 
 
 def _m_bad_tap(network: Network, draw: Any) -> str:
-    return _append(network.text, draw(st.sampled_from(["from nowhere -> relu",
-                                                       "from t -> relu"])))
+    return _append(network.text, draw(st.sampled_from(["from nowhere -> relu", "from t -> relu"])))
 
 
 def _m_empty_construct(network: Network, draw: Any) -> str:
-    return _append(network.text, draw(st.sampled_from([
-        "residual {}", "concat {\n        branch { relu }\n    }", "add {}",
-        "aux head {}", "aux head weight = heavy { dense 2 }", "use Nothing",
-    ])))
+    return _append(
+        network.text,
+        draw(
+            st.sampled_from(
+                [
+                    "residual {}",
+                    "concat {\n        branch { relu }\n    }",
+                    "add {}",
+                    "aux head {}",
+                    "aux head weight = heavy { dense 2 }",
+                    "use Nothing",
+                ]
+            )
+        ),
+    )
 
 
 MUTATIONS: dict[str, Callable[[Network, Any], str]] = {
@@ -1231,7 +1385,9 @@ def _params_strategy(definition: s.NetworkDef) -> st.SearchStrategy[dict[str, Va
         if param.default is None:
             raise ArchValueError(
                 f"`{param.name.text}` has no default and no range to draw from",
-                param.span, help=f"declare one: `{param.name.text} = 1 in 1..10`")
+                param.span,
+                help=f"declare one: `{param.name.text} = 1 in 1..10`",
+            )
 
     @st.composite
     def draw_params(draw: Any) -> dict[str, Value]:
@@ -1254,14 +1410,20 @@ def _between(low: Value, high: Value, param: s.Param) -> st.SearchStrategy[Value
     from archdsl.errors import ArchValueError
 
     numbers = (int, float)
-    if (isinstance(low, bool) or isinstance(high, bool) or not isinstance(low, numbers)
-            or not isinstance(high, numbers)):
+    if (
+        isinstance(low, bool)
+        or isinstance(high, bool)
+        or not isinstance(low, numbers)
+        or not isinstance(high, numbers)
+    ):
         raise ArchValueError(
-            f"the range of `{param.name.text}` must be two numbers, got "
-            f"{low!r}..{high!r}", param.span)
+            f"the range of `{param.name.text}` must be two numbers, got {low!r}..{high!r}",
+            param.span,
+        )
     if low > high:
         raise ArchValueError(
-            f"the range of `{param.name.text}` is empty: {low}..{high}", param.span)
+            f"the range of `{param.name.text}` is empty: {low}..{high}", param.span
+        )
     if isinstance(low, int) and isinstance(high, int):
         return st.integers(low, high)
     return st.floats(float(low), float(high), allow_nan=False)
@@ -1323,7 +1485,11 @@ def check_spec(
         AssertionError: the backend disagrees with the front end (a compiler bug).
         RuntimeError: `backend=True` but the backend is not installed.
     """
-    graph = build_graph(path, network=network, **arguments)
+    __tracebackhide__ = True  # pytest shows the user's test and the diagnostic, not ours
+    try:
+        graph = build_graph(path, network=network, **arguments)
+    except ArchError as error:
+        raise error.with_traceback(None) from None
     if backend:
         if not backend_available():
             raise RuntimeError("the JAX backend (archdsl.compiler) is not available")
@@ -1362,13 +1528,17 @@ def check_backend(
     out_shape = _main_output(out).shape
     problems = []
     if tuple(out_shape) != (batch, *predicted):
-        problems.append(f"the model outputs {format_shape(tuple(out_shape)[1:])} per example "
-                        f"(batch {out_shape[0]}), the front end predicts "
-                        f"{format_shape(predicted)}")
+        problems.append(
+            f"the model outputs {format_shape(tuple(out_shape)[1:])} per example "
+            f"(batch {out_shape[0]}), the front end predicts "
+            f"{format_shape(predicted)}"
+        )
     declared = tuple(getattr(model, "output_shape", predicted))
     if declared != tuple(predicted):
-        problems.append(f"model.output_shape is {format_shape(declared)}, the front end "
-                        f"predicts {format_shape(predicted)}")
+        problems.append(
+            f"model.output_shape is {format_shape(declared)}, the front end "
+            f"predicts {format_shape(predicted)}"
+        )
     count = sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(params))
     expected = build_report(graph).params
     if count != expected:
@@ -1377,8 +1547,9 @@ def check_backend(
         raise AssertionError(f"{path}: backend and front end disagree: " + "; ".join(problems))
 
 
-def _call_compile(compile_file: Callable[..., Any], path: str | Path,
-                  options: dict[str, Any]) -> Any:
+def _call_compile(
+    compile_file: Callable[..., Any], path: str | Path, options: dict[str, Any]
+) -> Any:
     signature = inspect.signature(compile_file)
     takes_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
     if "network" in options and not takes_any and "network" not in signature.parameters:

@@ -11,7 +11,8 @@ Outcomes:
 - `valid`: checked clean;
 - `rejected`: an `ArchError` whose message starts `file:line:col: error:`;
 - `crash`: any other exception, or an `ArchError` without a position;
-- `slow`: took longer than `--timeout` seconds (interrupted by SIGALRM);
+- `slow`: the check, or the fmt round trip, took longer than `--timeout` seconds plus
+  1 s per 20 kB of input (interrupted by SIGALRM): a hang or a quadratic;
 - `fmt`: for an input that parses, `archdsl fmt` changed its syntax tree, was not
   idempotent, or raised.
 
@@ -52,17 +53,92 @@ from archdsl.fmt import format_text  # noqa: E402
 from archdsl.parser import parse  # noqa: E402
 
 POSITIONED = re.compile(r"^[^\n]+:\d+:\d+: error: ")
+SLOWEST_RATE = 20_000
+"""Bytes per second: an input gets `--timeout` plus its size at this rate."""
 CASE = "case.arch"
 
 TOKENS = [
-    "network", "block", "import", "repeat", "residual", "concat", "add", "branch", "aux",
-    "from", "as", "frozen", "use", "upto", "in", "x", "N", "Net", "c", "conv", "dense",
-    "relu", "input", "maxpool", "avgpool", "flatten", "globalavgpool", "batchnorm", "lrn",
-    "dropout", "softmax", "same", "valid", "ceil", "stride", "padding", "groups",
-    "dilation", "bias", "shortcut", "auto", "projection", "zeropad", "identity", "weight",
-    "true", "false", "0", "1", "2", "3", "7", "64", "3x3", "1x1", "28x28x3", "0.5", "1e-4",
-    "99999999999", "-", '"lib.arch"', '"case.arch"', "(", ")", "{", "}", ",", "=", "->",
-    ":", "..", "+", "*", "/", "//", "%", "\n", "#c", "\\\n", "b0(", "Net(",
+    "network",
+    "block",
+    "import",
+    "repeat",
+    "residual",
+    "concat",
+    "add",
+    "branch",
+    "aux",
+    "from",
+    "as",
+    "frozen",
+    "use",
+    "upto",
+    "in",
+    "x",
+    "N",
+    "Net",
+    "c",
+    "conv",
+    "dense",
+    "relu",
+    "input",
+    "maxpool",
+    "avgpool",
+    "flatten",
+    "globalavgpool",
+    "batchnorm",
+    "lrn",
+    "dropout",
+    "softmax",
+    "same",
+    "valid",
+    "ceil",
+    "stride",
+    "padding",
+    "groups",
+    "dilation",
+    "bias",
+    "shortcut",
+    "auto",
+    "projection",
+    "zeropad",
+    "identity",
+    "weight",
+    "true",
+    "false",
+    "0",
+    "1",
+    "2",
+    "3",
+    "7",
+    "64",
+    "3x3",
+    "1x1",
+    "28x28x3",
+    "0.5",
+    "1e-4",
+    "99999999999",
+    "-",
+    '"lib.arch"',
+    '"case.arch"',
+    "(",
+    ")",
+    "{",
+    "}",
+    ",",
+    "=",
+    "->",
+    ":",
+    "..",
+    "+",
+    "*",
+    "/",
+    "//",
+    "%",
+    "\n",
+    "#c",
+    "\\\n",
+    "b0(",
+    "Net(",
 ]
 
 # Files beside each case: imports of them make cycles, dead ends and odd files.
@@ -74,9 +150,20 @@ HELPERS = {
     "dup.arch": "block b0() {\n    relu\n}\n",
 }
 IMPORTS = [
-    '"lib.arch"', '"cycle_a.arch"', '"case.arch"', '"bad_syntax.arch"', '"dup.arch"',
-    '"binary.arch"', '"folder.arch"', '"missing.arch"', '"./lib.arch"', '"../lib.arch"',
-    '"http://x/y.arch"', '""', '"/dev/null"', '"lib.arch\\u0000"',
+    '"lib.arch"',
+    '"cycle_a.arch"',
+    '"case.arch"',
+    '"bad_syntax.arch"',
+    '"dup.arch"',
+    '"binary.arch"',
+    '"folder.arch"',
+    '"missing.arch"',
+    '"./lib.arch"',
+    '"../lib.arch"',
+    '"http://x/y.arch"',
+    '""',
+    '"/dev/null"',
+    '"lib.arch\\u0000"',
 ]
 
 
@@ -92,8 +179,12 @@ def corpus(generated: int, seed: int) -> list[str]:
     from archdsl.testing import broken_spec_texts, spec_texts
 
     @hseed(seed)
-    @settings(max_examples=generated, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=generated,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(spec_texts() | broken_spec_texts() | spec_texts(max_depth=1, ranks=(1,)))
     def collect(text: str) -> None:
         texts.append(text)
@@ -109,8 +200,11 @@ def corpus(generated: int, seed: int) -> list[str]:
 
 # Mutations --------------------------------------------------------------------------------
 
-_TOKEN = re.compile(r'"[^"\n]*"|#[^\n]*|[A-Za-z_][A-Za-z0-9_]*\(?|[0-9]+(?:x[0-9]+)+|'
-                    r"[0-9]+\.[0-9]+|[0-9]+|->|\.\.|//|\s+|.", re.S)
+_TOKEN = re.compile(
+    r'"[^"\n]*"|#[^\n]*|[A-Za-z_][A-Za-z0-9_]*\(?|[0-9]+(?:x[0-9]+)+|'
+    r"[0-9]+\.[0-9]+|[0-9]+|->|\.\.|//|\s+|.",
+    re.S,
+)
 
 
 def tokens(text: str) -> list[str]:
@@ -151,7 +245,7 @@ def m_token_edit(rng: random.Random, base: str) -> str:
 
 def m_char_edit(rng: random.Random, base: str) -> str:
     chars = list(base)
-    alphabet = "{}()[],.:;=->x#\"\\\n\t 0123456789abcxyz_é\u2028\x0c\x00"
+    alphabet = '{}()[],.:;=->x#"\\\n\t 0123456789abcxyz_é\u2028\x0c\x00'
     for _ in range(rng.randrange(1, 6)):
         i = rng.randrange(len(chars) + 1)
         action = rng.randrange(3)
@@ -167,12 +261,24 @@ def m_char_edit(rng: random.Random, base: str) -> str:
 def m_huge_number(rng: random.Random, base: str) -> str:
     words = tokens(base)
     numbers = [i for i, w in enumerate(words) if w[:1].isdigit()]
-    big = rng.choice([
-        str(2**31 - 1), str(2**31), str(2**63), "0", "00000000001",
-        "9" * rng.randrange(10, 6000), "1" + "0" * rng.randrange(300, 400) + ".5",
-        "1e308", "1e309", "1e-400", f"{2**31 - 1}x{2**31 - 1}", "65536x65536x65536",
-        "46341x46341x1000", "1x" * rng.randrange(2, 300) + "1",
-    ])
+    big = rng.choice(
+        [
+            str(2**31 - 1),
+            str(2**31),
+            str(2**63),
+            "0",
+            "00000000001",
+            "9" * rng.randrange(10, 6000),
+            "1" + "0" * rng.randrange(300, 400) + ".5",
+            "1e308",
+            "1e309",
+            "1e-400",
+            f"{2**31 - 1}x{2**31 - 1}",
+            "65536x65536x65536",
+            "46341x46341x1000",
+            "1x" * rng.randrange(2, 300) + "1",
+        ]
+    )
     if not numbers:
         return base + big
     words[rng.choice(numbers)] = big
@@ -198,8 +304,17 @@ def m_deep(rng: random.Random, base: str) -> str:
         depth = rng.randrange(2, 40)
         return body + "repeat 2 {\n" * depth + "relu\n" + "}\n" * depth + "}\n"
     if kind == 5:
-        return body + rng.choice(["repeat 2000000 { relu }\n", "repeat 100000 { relu }\n",
-                                  "repeat 2147483647 { relu }\n"]) + "}\n"
+        return (
+            body
+            + rng.choice(
+                [
+                    "repeat 2000000 { relu }\n",
+                    "repeat 100000 { relu }\n",
+                    "repeat 2147483647 { relu }\n",
+                ]
+            )
+            + "}\n"
+        )
     if kind == 6:
         return body + " -> ".join(["relu"] * n) + "\n}\n"
     if kind == 7:
@@ -213,7 +328,7 @@ def m_import(rng: random.Random, base: str) -> str:
 
 
 def m_splice(rng: random.Random, base: str, other: str) -> str:
-    return base[: rng.randrange(len(base) + 1)] + other[rng.randrange(len(other) + 1):]
+    return base[: rng.randrange(len(base) + 1)] + other[rng.randrange(len(other) + 1) :]
 
 
 def m_encoding(rng: random.Random, base: str) -> str | bytes:
@@ -240,9 +355,18 @@ def m_many(rng: random.Random, base: str) -> str:
 
 
 MUTATORS = [
-    (m_random_bytes, 1), (m_random_tokens, 6), (m_truncate, 6), (m_token_edit, 14),
-    (m_char_edit, 10), (m_huge_number, 4), (m_deep, 1), (m_import, 3), (m_splice, 3),
-    (m_encoding, 3), (m_many, 0.02), (None, 3),  # None: the corpus text itself
+    (m_random_bytes, 1),
+    (m_random_tokens, 6),
+    (m_truncate, 6),
+    (m_token_edit, 14),
+    (m_char_edit, 10),
+    (m_huge_number, 4),
+    (m_deep, 1),
+    (m_import, 3),
+    (m_splice, 3),
+    (m_encoding, 3),
+    (m_many, 0.02),
+    (None, 3),  # None: the corpus text itself
 ]
 
 
@@ -254,7 +378,7 @@ SPECIAL = [
     b"",
     b"\n" * 100_000,
     b"#" * 1_000_000,
-    b"network N {\n    input 8\n" + b"    dense 2\n" * 200_000 + b"}\n",
+    b"network N {\n    input 8\n" + b"    dense 2\n" * 50_000 + b"}\n",
 ]
 
 
@@ -306,6 +430,7 @@ class Outcome:
 def run_one(folder: Path, data: bytes, timeout: float, check_fmt: bool) -> Outcome:
     path = folder / CASE
     path.write_bytes(data)
+    timeout += len(data) / SLOWEST_RATE  # big inputs may take longer, not forever
     try:
         outcome = _check(path, timeout)
         if check_fmt and outcome.kind in ("valid", "rejected"):
@@ -314,7 +439,9 @@ def run_one(folder: Path, data: bytes, timeout: float, check_fmt: bool) -> Outco
                 return Outcome("fmt", problem[0], problem[1])
         return outcome
     except _Timeout:
-        return Outcome("slow", f"over {timeout}s")
+        return Outcome(
+            "slow", "over the time allowance", f"{len(data):,} bytes, over {timeout:.1f}s"
+        )
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
 
@@ -326,15 +453,14 @@ def _check(path: Path, timeout: float) -> Outcome:
     except ArchError as error:
         try:
             text = str(error)
-        except Exception:  # noqa: BLE001
+        except Exception:
             return Outcome("crash", "str(ArchError) raised", traceback.format_exc())
         if POSITIONED.match(text):
             return Outcome("rejected", type(error).__name__)
-        return Outcome("crash", f"unpositioned {type(error).__name__}: "
-                       f"{error.message[:60]}", text)
+        return Outcome("crash", f"unpositioned {type(error).__name__}: {error.message[:60]}", text)
     except (_Timeout, KeyboardInterrupt):
         raise
-    except BaseException as error:  # noqa: BLE001 - the point is to catch everything
+    except BaseException as error:  # the point: catch everything
         return Outcome("crash", _site(error), traceback.format_exc())
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
@@ -361,7 +487,7 @@ def _fmt_problem(data: bytes, timeout: float) -> tuple[str, str] | None:
             return "fmt is not idempotent", f"{out}\n---- second pass ----\n{again}"
     except (_Timeout, KeyboardInterrupt):
         raise
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         return f"fmt raised {_site(error)}", traceback.format_exc()
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
@@ -395,7 +521,7 @@ class Tally:
     by_mutator: collections.Counter = field(default_factory=collections.Counter)
     crashes: dict[str, list[tuple[bytes, str]]] = field(default_factory=dict)
     per_key: collections.Counter = field(default_factory=collections.Counter)
-    slowest: list[tuple[float, str, int]] = field(default_factory=list)
+    slowest: list[tuple[float, str, int, int]] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -429,7 +555,7 @@ def worker(job: tuple[int, int, int, float, bool, int]) -> Tally:
             elapsed = time.perf_counter() - t0
             tally.counts[outcome.kind] += 1
             tally.by_mutator[(mutator, outcome.kind)] += 1
-            tally.slowest = sorted([*tally.slowest, (elapsed, mutator, index)])[-5:]
+            tally.slowest = sorted([*tally.slowest, (elapsed, mutator, index, len(data))])[-5:]
             if outcome.kind in ("crash", "slow", "fmt"):
                 key = f"{outcome.kind}: {outcome.key}"
                 tally.per_key[key] += 1
@@ -472,7 +598,7 @@ def minimise(data: bytes, key: str, timeout: float, budget: int = 400) -> bytes:
             while chunk >= 1 and budget > 0:
                 i = 0
                 while i < len(parts) and budget > 0:
-                    candidate = parts[:i] + parts[i + chunk:]
+                    candidate = parts[:i] + parts[i + chunk :]
                     budget -= 1
                     if candidate and same(joiner.join(candidate)):
                         parts = candidate
@@ -490,12 +616,18 @@ def save(total: Tally, folder: Path, timeout: float) -> list[str]:
     lines = []
     for number, (key, kept) in enumerate(sorted(total.crashes.items()), start=1):
         data, detail = min(kept, key=lambda k: len(k[0]))
-        small = minimise(data, key, timeout) if not key.startswith("slow") else data
-        name = f"crash-{number:02d}.arch"
+        kind = key.split(":", 1)[0]
+        name = f"{kind}-{number:02d}.arch"
+        if kind == "slow":  # not minimised: each try would take as long
+            small = data
+        else:
+            small = minimise(data, key, timeout)
+            (folder / f"{kind}-{number:02d}.original.arch").write_bytes(data)
         (folder / name).write_bytes(small)
-        (folder / f"crash-{number:02d}.original.arch").write_bytes(data)
-        lines.append(f"## {name}: {key}\n\n{len(small)} bytes (from {len(data)}): "
-                     f"{small[:300]!r}\n\n{detail.strip()[-3000:]}\n")
+        lines.append(
+            f"## {name}: {key}\n\n{len(small)} bytes (from {len(data)}): "
+            f"{small[:300]!r}\n\n{detail.strip()[-3000:]}\n"
+        )
     (folder / "summary.txt").write_text("\n".join(lines), encoding="utf-8")
     return lines
 
@@ -505,12 +637,21 @@ def main() -> int:
     parser.add_argument("-n", "--count", type=int, default=100_000, help="inputs to run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--generated", type=int, default=300,
-                        help="valid and broken networks drawn from archdsl.testing")
-    parser.add_argument("--timeout", type=float, default=2.0,
-                        help="seconds before an input counts as slow")
-    parser.add_argument("--memory", type=int, default=3 * 2**30,
-                        help="address-space limit per worker in bytes (0: none)")
+    parser.add_argument(
+        "--generated",
+        type=int,
+        default=300,
+        help="valid and broken networks drawn from archdsl.testing",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=2.0, help="seconds before an input counts as slow"
+    )
+    parser.add_argument(
+        "--memory",
+        type=int,
+        default=3 * 2**30,
+        help="address-space limit per worker in bytes (0: none)",
+    )
     parser.add_argument("--no-fmt", action="store_true", help="skip the fmt round trip")
     parser.add_argument("--crash-dir", type=Path, default=ROOT / "bench" / "crashes")
     args = parser.parse_args()
@@ -522,8 +663,10 @@ def main() -> int:
 
     workers = max(1, min(args.workers, args.count))
     bounds = [args.count * i // workers for i in range(workers + 1)]
-    jobs = [(bounds[i], bounds[i + 1], args.seed, args.timeout, not args.no_fmt, args.memory)
-            for i in range(workers)]
+    jobs = [
+        (bounds[i], bounds[i + 1], args.seed, args.timeout, not args.no_fmt, args.memory)
+        for i in range(workers)
+    ]
     began = time.perf_counter()
     if workers == 1:
         tallies = [worker(jobs[0])]
@@ -545,15 +688,15 @@ def main() -> int:
         bad = sum(total.by_mutator[(name, k)] for k in ("crash", "slow", "fmt"))
         print(f"  {name:<14} {row[0]:>7,} {row[1]:>7,} {bad:>5,}")
     print("\nslowest inputs:")
-    for seconds, mutator, index in reversed(total.slowest):
-        print(f"  {seconds * 1000:8.1f} ms  {mutator} #{index}")
+    for seconds, mutator, index, size in reversed(total.slowest):
+        print(f"  {seconds:6.1f} s  {mutator} #{index} ({size:,} bytes)")
     if total.crashes:
         print(f"\n{len(total.crashes)} distinct problems; minimised inputs in {args.crash_dir}:")
         signal.signal(signal.SIGALRM, _alarm)
         if args.memory:
             resource.setrlimit(resource.RLIMIT_AS, (args.memory, args.memory))
         save(total, args.crash_dir, args.timeout)
-        for key, kept in sorted(total.crashes.items()):
+        for key in sorted(total.crashes):
             print(f"  {key}  ({total.per_key[key]:,} inputs)")
         return 1
     print("\nno crashes")

@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from archdsl import syntax as s
@@ -16,7 +16,7 @@ from archdsl.cli import main
 from archdsl.errors import ArchSyntaxError
 from archdsl.fmt import WIDTH, _Layout, format_expr, format_text, unparse
 from archdsl.parser import parse
-from archdsl.testing import networks
+from archdsl.testing import Network, networks
 
 SPECS = sorted(Path(__file__).resolve().parents[1].glob("specs/*.arch"))
 
@@ -65,8 +65,7 @@ def test_messy_spec_gets_the_canonical_layout() -> None:
 GOLDEN = [
     # blocks use the call form, layers the space form; args before kwargs
     (
-        "block b(c,d=2){conv(c, bias=false, 3x3) -> relu}\n"
-        "network N{input 8x8x3\nb c = 4\n}",
+        "block b(c,d=2){conv(c, bias=false, 3x3) -> relu}\nnetwork N{input 8x8x3\nb c = 4\n}",
         """\
         block b(c, d = 2) {
             conv c 3x3 bias = false -> relu
@@ -154,14 +153,16 @@ GOLDEN = [
         """,
     ),
     # empty bodies and line continuations
-    ("block e() {}\nnetwork N {\n input \\\n 8 -> residual {\n}\n}",
-     """\
+    (
+        "block e() {}\nnetwork N {\n input \\\n 8 -> residual {\n}\n}",
+        """\
         block e() {}
 
         network N {
             input 8 -> residual {}
         }
-        """),
+        """,
+    ),
 ]
 
 
@@ -186,9 +187,24 @@ def test_long_chain_breaks_after_arrows() -> None:
 
 
 EXPRESSIONS = [
-    "a - (b - c)", "a - b - c", "(a + b) * c", "a * (b // c)", "-(-3)", "-a * 2",
-    "-(a + 1)", "(a x b) + 1", "a x (b x c)", "a x b + 1 x c", "2 * (3x3)", "1e999",
-    "0.0001", "1e-05", '"text"', "(-1) x 2", "a % b % c", "a / (b * c)",
+    "a - (b - c)",
+    "a - b - c",
+    "(a + b) * c",
+    "a * (b // c)",
+    "-(-3)",
+    "-a * 2",
+    "-(a + 1)",
+    "(a x b) + 1",
+    "a x (b x c)",
+    "a x b + 1 x c",
+    "2 * (3x3)",
+    "1e999",
+    "0.0001",
+    "1e-05",
+    '"text"',
+    "(-1) x 2",
+    "a % b % c",
+    "a / (b * c)",
 ]
 
 
@@ -267,17 +283,17 @@ def relayouts(draw: st.DrawFn, text: str, *, decorate: bool) -> tuple[str, list[
     return "\n".join(out), notes
 
 
-@settings(max_examples=30)
 @given(networks(), st.data())
-def test_any_layout_formats_to_the_canonical_text(network, data) -> None:  # noqa: ANN001
+def test_any_layout_formats_to_the_canonical_text(network: Network, data: st.DataObject) -> None:
     text, _ = data.draw(relayouts(network.text, decorate=False))
     assert parse(text) == network.spec
     assert format_text(text) == network.text
 
 
-@settings(max_examples=30)
 @given(networks(), st.data())
-def test_format_round_trips_keeps_comments_and_is_idempotent(network, data) -> None:  # noqa: ANN001
+def test_format_round_trips_keeps_comments_and_is_idempotent(
+    network: Network, data: st.DataObject
+) -> None:
     text, notes = data.draw(relayouts(network.text, decorate=True))
     out = format_text(text)
     assert parse(out) == parse(text) == network.spec
@@ -285,9 +301,8 @@ def test_format_round_trips_keeps_comments_and_is_idempotent(network, data) -> N
     assert comments(out) == notes
 
 
-@settings(max_examples=30)
 @given(networks())
-def test_unparse_round_trips(network) -> None:  # noqa: ANN001
+def test_unparse_round_trips(network: Network) -> None:
     assert parse(unparse(network.spec)) == network.spec
     assert unparse(parse(network.text)) == network.text
 
@@ -295,8 +310,9 @@ def test_unparse_round_trips(network) -> None:  # noqa: ANN001
 # The command ----------------------------------------------------------------------------------
 
 
-def test_fmt_command_rewrites_and_checks(tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                         ) -> None:
+def test_fmt_command_rewrites_and_checks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "net.arch"
     path.write_text(MESSY)
     assert main(["fmt", "--check", str(path)]) == 1
@@ -309,8 +325,9 @@ def test_fmt_command_rewrites_and_checks(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["fmt", "--check", str(path)]) == 0
 
 
-def test_fmt_command_reports_syntax_errors(tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_fmt_command_reports_syntax_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "bad.arch"
     path.write_text("network N {\n input 8 ->\n}\n")
     assert main(["fmt", str(path)]) == 1
@@ -319,8 +336,9 @@ def test_fmt_command_reports_syntax_errors(tmp_path: Path,
     assert path.read_text() == "network N {\n input 8 ->\n}\n"
 
 
-def test_fmt_command_stdin(monkeypatch: pytest.MonkeyPatch,
-                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_fmt_command_stdin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO(MESSY))
     assert main(["fmt", "-"]) == 0
     assert capsys.readouterr().out == CANONICAL

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -60,14 +61,17 @@ def clean(tmp_path: Path) -> Path:
     return path
 
 
-def test_failure_shrinks_to_the_smallest_size(inception: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_failure_shrinks_to_the_smallest_size(
+    inception: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["fuzz", str(inception), "--seed", "0", "-n", "50"]) == 1
     err = capsys.readouterr().err
     assert f"FAIL {inception}: network `Tiny`" in err
     assert "the smallest failing:\n    size = 33\n" in err
-    assert f"{inception}:2:5: error: `concat`: branch 2 gives 16x16x8, but branch 1 " \
-           "gives 17x17x8" in err
+    assert (
+        f"{inception}:2:5: error: `concat`: branch 2 gives 16x16x8, but branch 1 "
+        "gives 17x17x8" in err
+    )
     assert f"reproduce: archdsl compile {inception} --network Tiny --arg size=33" in err
 
 
@@ -87,8 +91,10 @@ def test_clean_run_counts_instances(clean: Path, capsys: pytest.CaptureFixture[s
     tried = int(out[0].split("compiled ")[1].split()[0])
     assert 1 < tried <= 30
     assert "(size in 4..40, width in 1..8), all clean" in out[0]
-    assert out[1] == (f"ok  {clean}: network `Fixed` declares no ranges; compiled its default "
-                      "arguments (1 instance)")
+    assert out[1] == (
+        f"ok  {clean}: network `Fixed` declares no ranges; compiled its default "
+        "arguments (1 instance)"
+    )
 
 
 def test_small_range_is_exhausted(tmp_path: Path) -> None:
@@ -106,13 +112,15 @@ def test_network_option(clean: Path, capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_backend_checks_each_instance(clean: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["fuzz", str(clean), "--network", "Clean", "--backend", "-n", "3",
-                 "--seed", "0"]) == 0
+    assert (
+        main(["fuzz", str(clean), "--network", "Clean", "--backend", "-n", "3", "--seed", "0"]) == 0
+    )
     assert "compiled and traced with jax.eval_shape" in capsys.readouterr().out
 
 
-def test_backend_disagreement_is_a_failure(clean: Path, monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_backend_disagreement_is_a_failure(
+    clean: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     def disagree(path: object, graph: object, **options: object) -> None:
         raise AssertionError("the model outputs 4 per example, the front end predicts 3")
 
@@ -123,15 +131,17 @@ def test_backend_disagreement_is_a_failure(clean: Path, monkeypatch: pytest.Monk
     assert "size = 4, width = 1" in err  # shrunk to the low ends
 
 
-def test_backend_unavailable(clean: Path, monkeypatch: pytest.MonkeyPatch,
-                             capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr("archdsl.commands.fuzz.backend_available", lambda: False)
+def test_backend_unavailable(
+    clean: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("archdsl.testing.backend_available", lambda: False)
     assert main(["fuzz", str(clean), "--backend"]) == 1
     assert "--backend is unavailable" in capsys.readouterr().err
 
 
-def test_a_crash_is_reported_as_a_bug(clean: Path, monkeypatch: pytest.MonkeyPatch,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_crash_is_reported_as_a_bug(
+    clean: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     def crash(program: object, network: str, arguments: dict[str, int]) -> None:
         if arguments.get("width", 0) >= 5:
             raise KeyError("boom")
@@ -144,8 +154,9 @@ def test_a_crash_is_reported_as_a_bug(clean: Path, monkeypatch: pytest.MonkeyPat
     assert "size = 4, width = 5" in err
 
 
-def test_parameter_without_default_or_range(tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_parameter_without_default_or_range(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "bad.arch"
     path.write_text("network N(k) {\n    input 8 -> dense k\n}\n")
     assert main(["fuzz", str(path)]) == 1
@@ -166,5 +177,45 @@ def test_fuzz_file_without_networks(tmp_path: Path) -> None:
         fuzz.fuzz_file(path)
 
 
+def test_several_files(clean: Path, inception: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = clean.parent / "missing.arch"
+    assert main(["fuzz", str(clean), str(missing), str(inception), "-n", "5", "--seed", "0"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.count("ok  ") == 2
+    assert "no such file" in captured.err and "FAIL" in captured.err
+
+
 def test_max_examples_must_be_positive(clean: Path) -> None:
     assert main(["fuzz", str(clean), "-n", "0"]) == 2
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "testing.md"
+
+
+def test_docs_worked_example_is_real(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = DOCS.read_text()
+    spec = text.split("```\n# inception_net.arch", 1)[1].split("```", 1)[0]
+    (tmp_path / "inception_net.arch").write_text("# inception_net.arch" + spec)
+    monkeypatch.chdir(tmp_path)
+    shown = text.split("$ archdsl fuzz inception_net.arch --seed 1\n", 1)[1]
+    shown = shown.split("$ echo $?", 1)[0]
+    assert main(["fuzz", "inception_net.arch", "--seed", "1"]) == 1
+    count = re.compile(r"\d+ instances tried")
+    assert count.sub("N instances tried", capsys.readouterr().err) == count.sub(
+        "N instances tried", shown
+    )
+
+    fixed = spec.replace(
+        "maxpool 3x3 stride 2 ceil }  # Caffe's ceil mode, as GoogLeNet",
+        "maxpool 3x3 stride 2 same }",
+    )
+    (tmp_path / "inception_net.arch").write_text("# inception_net.arch" + fixed)
+    assert main(["fuzz", "inception_net.arch", "--seed", "1"]) == 0
+    clean = (
+        text.split("The fix is", 1)[1]
+        .split("$ archdsl fuzz inception_net.arch --seed 1\n", 1)[1]
+        .split("\n", 1)[0]
+    )
+    assert capsys.readouterr().out.strip() == clean

@@ -19,7 +19,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from archdsl import ops
@@ -42,26 +42,24 @@ SMALL = {"max_depth": 2, "max_length": 3, "max_side": 12, "max_channels": 8}
 
 def snapshot(graph: Graph) -> tuple[object, ...]:
     """What makes two graphs equal: nodes (spans aside), outputs, aux heads, checks."""
-    return (list(graph.items()), graph.outputs, sorted(graph.aux.items()),
-            list(graph.checks))
+    return (list(graph.items()), graph.outputs, sorted(graph.aux.items()), list(graph.checks))
 
 
-@settings(max_examples=25)
 @given(networks(**SMALL))
 def test_predicted_shapes_equal_jax_eval_shape(network: Network) -> None:
     graph = network.graph()
     model = compile_graph(graph)
     params, state = jax.eval_shape(model.init, jax.random.key(0))
     x = jax.ShapeDtypeStruct((2, *network.input_shape), jnp.float32)
-    out, _ = jax.eval_shape(lambda p, s, x: model.apply(p, s, x, intermediates=True),
-                            params, state, x)
+    out, _ = jax.eval_shape(
+        lambda p, s, x: model.apply(p, s, x, intermediates=True), params, state, x
+    )
     for name, node in graph.items():
         if node.aux is None or name in out:
             assert out[name].shape == (2, *node.shape), name
     assert model.output_shape == network.output_shape
 
 
-@settings(max_examples=25)
 @given(networks(**SMALL))
 def test_param_count_is_the_size_of_init(network: Network) -> None:
     graph = network.graph()
@@ -76,7 +74,6 @@ def test_param_count_is_the_size_of_init(network: Network) -> None:
     assert leaves == expected
 
 
-@settings(max_examples=40)
 @given(networks())
 def test_passes_are_idempotent(network: Network) -> None:
     graph = network.graph()
@@ -86,7 +83,6 @@ def test_passes_are_idempotent(network: Network) -> None:
         assert snapshot(once) == snapshot(graph), step.__name__
 
 
-@settings(max_examples=40)
 @given(networks())
 def test_after_the_pipeline_residuals_add_equal_shapes(network: Network) -> None:
     graph = network.graph()
@@ -96,7 +92,6 @@ def test_after_the_pipeline_residuals_add_equal_shapes(network: Network) -> None
             assert len(shapes) == 1
 
 
-@settings(max_examples=40)
 @given(networks())
 def test_fmt_round_trips_and_is_idempotent(network: Network) -> None:
     out = format_text(network.text)
@@ -120,7 +115,6 @@ def run_check(path: Path, text: str) -> tuple[int, str]:
     return code, err.getvalue()
 
 
-@settings(max_examples=80)
 @given(broken_spec_texts())
 def test_broken_spec_exits_1_with_a_positioned_diagnostic(spec_file: Path, text: str) -> None:
     code, err = run_check(spec_file, text)
@@ -130,15 +124,67 @@ def test_broken_spec_exits_1_with_a_positioned_diagnostic(spec_file: Path, text:
 
 
 TOKENS = [
-    "network", "block", "import", "repeat", "residual", "concat", "add", "branch", "aux",
-    "from", "as", "frozen", "use", "upto", "in", "x", "N", "c", "conv", "dense", "relu",
-    "input", "maxpool", "flatten", "same", "shortcut", "weight", "true", "0", "1", "3",
-    "3x3", "28x28x3", "0.5", "99999999999", '"a.arch"', "(", ")", "{", "}", ",", "=", "->",
-    ":", "..", "+", "-", "*", "/", "//", "%", "\n", "\n", "\n", "#c\n", "\\\n", "@", "é",
+    "network",
+    "block",
+    "import",
+    "repeat",
+    "residual",
+    "concat",
+    "add",
+    "branch",
+    "aux",
+    "from",
+    "as",
+    "frozen",
+    "use",
+    "upto",
+    "in",
+    "x",
+    "N",
+    "c",
+    "conv",
+    "dense",
+    "relu",
+    "input",
+    "maxpool",
+    "flatten",
+    "same",
+    "shortcut",
+    "weight",
+    "true",
+    "0",
+    "1",
+    "3",
+    "3x3",
+    "28x28x3",
+    "0.5",
+    "99999999999",
+    '"a.arch"',
+    "(",
+    ")",
+    "{",
+    "}",
+    ",",
+    "=",
+    "->",
+    ":",
+    "..",
+    "+",
+    "-",
+    "*",
+    "/",
+    "//",
+    "%",
+    "\n",
+    "\n",
+    "\n",
+    "#c\n",
+    "\\\n",
+    "@",
+    "é",
 ]
 
 
-@settings(max_examples=150)
 @given(st.lists(st.sampled_from(TOKENS), max_size=40).map(" ".join) | st.text(max_size=60))
 def test_random_text_never_crashes_check(spec_file: Path, text: str) -> None:
     code, err = run_check(spec_file, text)
@@ -148,7 +194,6 @@ def test_random_text_never_crashes_check(spec_file: Path, text: str) -> None:
         assert POSITIONED.match(err), err
 
 
-@settings(max_examples=150)
 @given(st.lists(st.sampled_from(TOKENS), max_size=40).map(" ".join))
 def test_api_raises_only_arch_errors(text: str) -> None:
     try:

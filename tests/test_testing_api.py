@@ -15,6 +15,7 @@ from archdsl import testing as t
 from archdsl.errors import ArchError
 from archdsl.fmt import unparse
 from archdsl.frontend import build_graph_text
+from archdsl.ir import Graph
 from archdsl.jax_backend import LOWERINGS
 from archdsl.parser import parse
 from archdsl.report import build_report
@@ -59,8 +60,7 @@ def test_ops_for_spatial_plan(data: st.DataObject, stride: int) -> None:
 @given(st.data())
 def test_internal_ops_are_valid_on_their_operands(data: st.DataObject) -> None:
     shape = data.draw(t.shapes(max_side=8))
-    op = data.draw(t.ops_for(shape, names=["add", "concat", "residual", "project",
-                                            "zeropad"]))
+    op = data.draw(t.ops_for(shape, names=["add", "concat", "residual", "project", "zeropad"]))
     if op.arity == 1:
         assert len(op.infer(shape)) == len(shape)
     else:
@@ -72,24 +72,39 @@ def test_ops_for_unknown_name() -> None:
         t.ops_for((8, 8, 3), names=["convolution"])
 
 
-@settings(max_examples=60)
 @given(st.data(), st.integers(0, 255))
-def test_op_call_spells_the_op_so_that_lowering_rebuilds_it(data: st.DataObject,
-                                                            style: int) -> None:
+def test_op_call_spells_the_op_so_that_lowering_rebuilds_it(
+    data: st.DataObject, style: int
+) -> None:
     shape = data.draw(t.shapes(max_side=10))
     op = data.draw(t.ops_for(shape))
     call = t.op_call(op, style=style)
-    spec = unparse(Spec(items=(NetworkDef(
-        name=t._ident("N"), params=(),
-        body=(Chain(source=None, steps=(t.op_call(ops.Input(shape)), call), check=None,
-                    span=t._SPAN),),
-        span=t._SPAN),), source=t._SOURCE, span=t._SPAN))
+    spec = unparse(
+        Spec(
+            items=(
+                NetworkDef(
+                    name=t._ident("N"),
+                    params=(),
+                    body=(
+                        Chain(
+                            source=None,
+                            steps=(t.op_call(ops.Input(shape)), call),
+                            check=None,
+                            span=t._SPAN,
+                        ),
+                    ),
+                    span=t._SPAN,
+                ),
+            ),
+            source=t._SOURCE,
+            span=t._SPAN,
+        )
+    )
     graph = build_graph_text(spec)
     (name,) = [n for n in graph.order() if not isinstance(graph.node(n).op, ops.Input)]
     assert graph.node(name).op == op, spec
 
 
-@settings(max_examples=40)
 @given(t.networks())
 def test_networks_compile_to_what_they_promise(network: t.Network) -> None:
     assert parse(network.text) == network.spec
@@ -103,7 +118,6 @@ def test_networks_compile_to_what_they_promise(network: t.Network) -> None:
             assert graph.node(graph.inputs[0]).shape[:2] == (value, value)
 
 
-@settings(max_examples=20)
 @given(t.networks(ranks=(1,), blocks=False, aux=False, params=False, max_depth=1))
 def test_network_options_narrow_what_is_drawn(network: t.Network) -> None:
     assert len(network.input_shape) == 1
@@ -111,19 +125,16 @@ def test_network_options_narrow_what_is_drawn(network: t.Network) -> None:
     assert "network Net {" in network.text
 
 
-@settings(max_examples=20)
 @given(t.graphs(max_depth=1))
-def test_graphs_are_checked(graph) -> None:  # noqa: ANN001
+def test_graphs_are_checked(graph: Graph) -> None:
     assert all(node.shape is not None for _, node in graph.items())
 
 
-@settings(max_examples=20)
 @given(t.spec_texts(max_depth=1))
 def test_spec_texts_are_valid(text: str) -> None:
     build_graph_text(text)
 
 
-@settings(max_examples=60)
 @given(t.broken_spec_texts())
 def test_broken_spec_texts_are_errors_with_a_position(text: str) -> None:
     with pytest.raises(ArchError) as caught:
@@ -196,8 +207,9 @@ def test_check_spec_raises_the_diagnostic(user_spec: Path) -> None:
         t.check_spec(user_spec, size=99)
 
 
-def test_check_backend_catches_a_disagreement(user_spec: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_backend_catches_a_disagreement(
+    user_spec: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     graph = t.check_spec(user_spec, backend=False)
     node = graph.node(graph.output)
     import dataclasses
@@ -216,8 +228,9 @@ def test_spec_params_refuses_a_parameter_it_cannot_draw(tmp_path: Path) -> None:
 
 def test_spec_params_range_from_earlier_parameter(tmp_path: Path) -> None:
     path = tmp_path / "net.arch"
-    path.write_text("network N(a = 4 in 2..6, b = 2 in 1..a) {\n"
-                    "    input 8 -> dense a -> dense b\n}\n")
+    path.write_text(
+        "network N(a = 4 in 2..6, b = 2 in 1..a) {\n    input 8 -> dense a -> dense b\n}\n"
+    )
 
     @settings(max_examples=30, database=None)
     @given(t.spec_params(path))
@@ -230,7 +243,7 @@ def test_spec_params_range_from_earlier_parameter(tmp_path: Path) -> None:
 def test_param_counts_match_op_param_shapes() -> None:
     @settings(max_examples=15, database=None)
     @given(t.graphs(max_depth=1))
-    def check(graph) -> None:  # noqa: ANN001
+    def check(graph: Graph) -> None:
         total = 0
         for _, node in graph.items():
             shapes = [graph.node(i).shape for i in node.inputs]

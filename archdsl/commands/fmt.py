@@ -14,15 +14,21 @@ from archdsl.loader import read_source
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `fmt` subcommand."""
     parser = sub.add_parser(
-        "fmt", help="format .arch files in the canonical layout",
+        "fmt",
+        help="format .arch files in the canonical layout",
         description="Rewrite each file in the canonical layout; comments are kept. "
-        "`-` reads standard input and writes standard output.")
+        "`-` reads standard input and writes standard output.",
+    )
     parser.add_argument("files", nargs="+", help=".arch files, or - for standard input")
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--check", action="store_true",
-                      help="change nothing; exit 1 if a file is not formatted")
-    mode.add_argument("--diff", action="store_true",
-                      help="change nothing; print what would change as a unified diff")
+    mode.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 if a file is not formatted"
+    )
+    mode.add_argument(
+        "--diff",
+        action="store_true",
+        help="change nothing; print what would change as a unified diff",
+    )
     parser.set_defaults(func=run)
 
 
@@ -48,9 +54,14 @@ def run(args: argparse.Namespace) -> int:
         if args.check:
             print(f"would reformat {name}", file=sys.stderr)
         elif args.diff:
-            sys.stdout.writelines(difflib.unified_diff(
-                text.splitlines(keepends=True), formatted.splitlines(keepends=True),
-                f"{name} (original)", f"{name} (formatted)"))
+            sys.stdout.writelines(
+                difflib.unified_diff(
+                    text.splitlines(keepends=True),
+                    formatted.splitlines(keepends=True),
+                    f"{name} (original)",
+                    f"{name} (formatted)",
+                )
+            )
         else:
             Path(name).write_text(formatted, encoding="utf-8")
             print(f"formatted {name}")
