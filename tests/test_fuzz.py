@@ -170,11 +170,14 @@ def test_syntax_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert capsys.readouterr().err.startswith(f"{path}:1:")
 
 
-def test_fuzz_file_without_networks(tmp_path: Path) -> None:
+def test_file_of_blocks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "blocks.arch"
     path.write_text("block b() {\n    relu\n}\n")
-    with pytest.raises(ArchError, match="defines no `network`"):
-        fuzz.fuzz_file(path)
+    assert fuzz.fuzz_file(path) == []
+    assert main(["fuzz", str(path)]) == 0
+    assert "defines no network (blocks only)" in capsys.readouterr().out
+    with pytest.raises(ArchError, match="no network `N`"):
+        fuzz.fuzz_file(path, network="N")
 
 
 def test_several_files(clean: Path, inception: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -74,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             print(str(error), file=sys.stderr)
             continue
+        if not results:
+            print(f"ok  {path} defines no network (blocks only): nothing to fuzz")
         for result in results:
             stream = sys.stdout if result.ok else sys.stderr
             print(format_result(result), file=stream)
