@@ -38,9 +38,11 @@ def run_pipeline(
     """Run passes in order; verify the IR after each (a failure is a compiler bug)."""
     projected = False
     for step in passes:
+        before = graph
         graph = step(graph)
         projected = projected or step is insert_projections
-        if verify_each:
+        # A validator returns its argument unchanged: nothing new to verify.
+        if verify_each and graph is not before:
             verify(graph, shapes=graph_has_shapes(graph), residuals=projected)
         if after is not None:
             after(step, graph)
