@@ -53,3 +53,14 @@ def terminal_labels() -> dict[str, str]:
         if terminal.name not in labels and pattern.type == "str":
             labels[terminal.name] = f"`{pattern.value}`"
     return labels
+
+
+@functools.cache
+def keywords() -> tuple[str, ...]:
+    """The reserved words of the language (`network`, `residual`, `x`, ...), from the grammar."""
+    words = {
+        terminal.pattern.value
+        for terminal in lark_parser().terminals
+        if terminal.pattern.type == "str" and terminal.pattern.value.isidentifier()
+    }
+    return tuple(sorted(words))

@@ -41,27 +41,6 @@ MAX_NODES = 500_000
 """A spec that expands past this many layers is refused before anything is built."""
 MAX_BLOCK_DEPTH = 64
 
-_KEYWORDS = frozenset(
-    [
-        "network",
-        "block",
-        "import",
-        "repeat",
-        "residual",
-        "concat",
-        "add",
-        "branch",
-        "aux",
-        "from",
-        "as",
-        "frozen",
-        "use",
-        "upto",
-        "in",
-        "x",
-    ]
-)
-
 
 class _Skip(Exception):
     """An error was recorded; abandon this statement and carry on with the next."""

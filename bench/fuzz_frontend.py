@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 from archdsl.commands.check import check_file  # noqa: E402
 from archdsl.errors import ArchError, ArchSyntaxError  # noqa: E402
 from archdsl.fmt import format_text  # noqa: E402
+from archdsl.grammar import keywords  # noqa: E402
 from archdsl.parser import parse  # noqa: E402
 
 POSITIONED = re.compile(r"^[^\n]+:\d+:\d+: error: ")
@@ -58,22 +59,7 @@ SLOWEST_RATE = 20_000
 CASE = "case.arch"
 
 TOKENS = [
-    "network",
-    "block",
-    "import",
-    "repeat",
-    "residual",
-    "concat",
-    "add",
-    "branch",
-    "aux",
-    "from",
-    "as",
-    "frozen",
-    "use",
-    "upto",
-    "in",
-    "x",
+    *keywords(),
     "N",
     "Net",
     "c",

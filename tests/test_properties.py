@@ -27,6 +27,7 @@ from archdsl.cli import main
 from archdsl.errors import ArchError
 from archdsl.fmt import format_text
 from archdsl.frontend import build_graph_text
+from archdsl.grammar import keywords
 from archdsl.ir import Graph
 from archdsl.jax_backend import compile_graph
 from archdsl.parser import parse
@@ -124,22 +125,7 @@ def test_broken_spec_exits_1_with_a_positioned_diagnostic(spec_file: Path, text:
 
 
 TOKENS = [
-    "network",
-    "block",
-    "import",
-    "repeat",
-    "residual",
-    "concat",
-    "add",
-    "branch",
-    "aux",
-    "from",
-    "as",
-    "frozen",
-    "use",
-    "upto",
-    "in",
-    "x",
+    *keywords(),
     "N",
     "c",
     "conv",
