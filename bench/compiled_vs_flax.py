@@ -258,6 +258,31 @@ def _compile(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
     return compiled, time.perf_counter() - start
 
 
+def _side(
+    infer: Callable[..., Any],
+    loss: Callable[..., Any],
+    params: Any,
+    state: Any,
+    opt_state: Any,
+    x: jax.Array,
+    labels: jax.Array,
+) -> Side:
+    """Compile inference and one SGD train step around `loss`, the same for both sides."""
+
+    def step(params, state, opt_state, x, labels, key):
+        (value, state), grads = jax.value_and_grad(loss, has_aux=True)(
+            params, state, x, labels, key
+        )
+        updates, opt_state = OPTIMISER.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), state, opt_state, value
+
+    infer_args = (params, state, x)
+    step_args = (params, state, opt_state, x, labels, jax.random.key(1))
+    infer_c, infer_s = _compile(infer, *infer_args)
+    step_c, step_s = _compile(step, *step_args)
+    return Side(infer_c, step_c, infer_args, step_args, (infer_s, step_s))
+
+
 def archdsl_side(name: str, x: jax.Array, labels: jax.Array, model: CompiledModel) -> Side:
     params, state = model.init(jax.random.key(0))
     opt_state = OPTIMISER.init(params)
@@ -273,18 +298,7 @@ def archdsl_side(name: str, x: jax.Array, labels: jax.Array, model: CompiledMode
             total = total + weight * nll(out[head], labels)
         return total, state
 
-    def step(params, state, opt_state, x, labels, key):
-        (value, state), grads = jax.value_and_grad(loss, has_aux=True)(
-            params, state, x, labels, key
-        )
-        updates, opt_state = OPTIMISER.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), state, opt_state, value
-
-    infer_args = (params, state, x)
-    step_args = (params, state, opt_state, x, labels, jax.random.key(1))
-    infer_c, infer_s = _compile(infer, *infer_args)
-    step_c, step_s = _compile(step, *step_args)
-    return Side(infer_c, step_c, infer_args, step_args, (infer_s, step_s))
+    return _side(infer, loss, params, state, opt_state, x, labels)
 
 
 def flax_side(name: str, x: jax.Array, labels: jax.Array, dtype: str) -> Side:
@@ -318,18 +332,7 @@ def flax_side(name: str, x: jax.Array, labels: jax.Array, dtype: str) -> Side:
             total = total + 0.3 * nll(aux.astype(jnp.float32), labels)
         return total, updates
 
-    def step(params, state, opt_state, x, labels, key):
-        (value, state), grads = jax.value_and_grad(loss, has_aux=True)(
-            params, state, x, labels, key
-        )
-        updates, opt_state = OPTIMISER.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), state, opt_state, value
-
-    infer_args = (params, state, x)
-    step_args = (params, state, opt_state, x, labels, jax.random.key(1))
-    infer_c, infer_s = _compile(infer, *infer_args)
-    step_c, step_s = _compile(step, *step_args)
-    return Side(infer_c, step_c, infer_args, step_args, (infer_s, step_s))
+    return _side(infer, loss, params, state, opt_state, x, labels)
 
 
 def _time(fn: Callable[..., Any], args: tuple[Any, ...]) -> float:
