@@ -13,20 +13,20 @@ from archdsl.errors import (
     ArchValueError,
 )
 from archdsl.frontend import build_graph, build_graph_text
-from archdsl.ir import Graph, Node, format_graph
-from archdsl.parser import parse
-from archdsl.report import Report, build_report
-from archdsl.shapes import Shape, format_shape
+from archdsl.graph.ir import Graph, Node, format_graph
+from archdsl.graph.report import Report, build_report
+from archdsl.graph.shapes import Shape, format_shape
+from archdsl.lang.parser import parse
 
 _LAZY = {
     "compile_file": "archdsl.compiler",
     "compile_graph_model": "archdsl.compiler",
     "compile_spec": "archdsl.compiler",
-    "CompiledModel": "archdsl.jax_backend",
-    "compile_graph": "archdsl.jax_backend",
-    "check_weights": "archdsl.weights",
-    "load_weights": "archdsl.weights",
-    "save_weights": "archdsl.weights",
+    "CompiledModel": "archdsl.backend.model",
+    "compile_graph": "archdsl.backend.model",
+    "check_weights": "archdsl.backend.weights",
+    "load_weights": "archdsl.backend.weights",
+    "save_weights": "archdsl.backend.weights",
 }
 """Backend names, imported on first use so the front end and CLI start without JAX."""
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from archdsl.backend.model import CompiledModel, compile_graph
 from archdsl.frontend import build_graph, build_graph_text
-from archdsl.ir import Graph
-from archdsl.jax_backend import CompiledModel, compile_graph
-from archdsl.values import Value
+from archdsl.graph.ir import Graph
+from archdsl.lang.values import Value
 
 
 def compile_file(

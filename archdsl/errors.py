@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from archdsl.source import Span
+from archdsl.lang.source import Span
 
 
 class ArchError(Exception):

@@ -7,11 +7,11 @@ import gc
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from archdsl.ir import Graph
-from archdsl.loader import Program, load_file, load_text
-from archdsl.lower import lower
-from archdsl.passes import run_pipeline
-from archdsl.values import Value
+from archdsl.graph.ir import Graph
+from archdsl.graph.lower import lower
+from archdsl.graph.passes import run_pipeline
+from archdsl.lang.loader import Program, load_file, load_text
+from archdsl.lang.values import Value
 
 
 def build_graph(path: str | Path, *, network: str | None = None, **arguments: Value) -> Graph:

@@ -33,14 +33,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from archdsl.compiler import compile_file
-from archdsl.jax_backend import (
+from archdsl.backend.model import (
     CompiledModel,
     compile_graph,
     conv_kernel_init,
     dense_kernel_init,
 )
-from archdsl.ops import Input
+from archdsl.compiler import compile_file
+from archdsl.graph.ops import Input
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 NATIVE = {"lenet5": 32, "resnet50": 224, "vgg16": 224, "googlenet": 224}
@@ -221,9 +221,9 @@ def archdsl_model(name: str, size: int, dtype: str) -> CompiledModel:
     path = SPECS / f"{name}.arch"
     if size == NATIVE[name]:
         return compile_file(path, dtype=dtype, classes=CLASSES)
-    from archdsl.loader import load_file
-    from archdsl.lower import lower
-    from archdsl.passes import infer_shapes, insert_projections, run_pipeline
+    from archdsl.graph.lower import lower
+    from archdsl.graph.passes import infer_shapes, insert_projections, run_pipeline
+    from archdsl.lang.loader import load_file
 
     graph = lower(load_file(path), None, {"classes": CLASSES})
     (entry,) = graph.inputs

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from archdsl.frontend import paused_gc
-from archdsl.loader import load_file, load_text
-from archdsl.lower import lower
-from archdsl.passes import run_pipeline
+from archdsl.graph.lower import lower
+from archdsl.graph.passes import run_pipeline
+from archdsl.lang.loader import load_file, load_text
 
 T = TypeVar("T")
 SPECS = Path(__file__).resolve().parents[1] / "specs"

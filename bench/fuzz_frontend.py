@@ -4,7 +4,7 @@
     python bench/fuzz_frontend.py -n 20000 --seed 3 --workers 1
 
 Each input is written to a file and checked in-process with
-`archdsl.commands.check.check_file` (parse, imports, every network lowered with its
+`archdsl.cli.check.check_file` (parse, imports, every network lowered with its
 default arguments, all passes) - the path `archdsl check` takes, without a subprocess.
 
 Outcomes:
@@ -47,11 +47,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from archdsl.commands.check import check_file  # noqa: E402
+from archdsl.cli.check import check_file  # noqa: E402
 from archdsl.errors import ArchError, ArchSyntaxError  # noqa: E402
-from archdsl.fmt import format_text  # noqa: E402
-from archdsl.grammar import keywords  # noqa: E402
-from archdsl.parser import parse  # noqa: E402
+from archdsl.lang.grammar import keywords  # noqa: E402
+from archdsl.lang.parser import parse  # noqa: E402
+from archdsl.tools.fmt import format_text  # noqa: E402
 
 POSITIONED = re.compile(r"^[^\n]+:\d+:\d+: error: ")
 SLOWEST_RATE = 20_000

@@ -461,7 +461,7 @@ def test_missing_file_is_an_error_not_a_traceback(
 
 
 def test_huge_literal_is_refused_with_position() -> None:
-    from archdsl.parser import parse
+    from archdsl.lang.parser import parse
 
     with pytest.raises(ArchError) as caught:
         parse("network N { input " + "9" * 5000 + " }", "t.arch")
@@ -469,7 +469,7 @@ def test_huge_literal_is_refused_with_position() -> None:
 
 
 def test_deep_nesting_is_refused_before_parsing() -> None:
-    from archdsl.parser import parse
+    from archdsl.lang.parser import parse
 
     text = "network N {\n input 8\n" + "residual {\n" * 150 + "relu\n" + "}\n" * 150 + "}\n"
     with pytest.raises(ArchError) as caught:

@@ -8,10 +8,10 @@ import jax
 import numpy as np
 import pytest
 
-from archdsl.commands import run as run_command
+from archdsl.backend.export import ArchExportError, export_model, load_exported, run_exported
+from archdsl.backend.weights import ArchWeightsError, save_weights
+from archdsl.cli import run as run_command
 from archdsl.compiler import compile_spec
-from archdsl.export import ArchExportError, export_model, load_exported, run_exported
-from archdsl.weights import ArchWeightsError, save_weights
 
 SPEC = """
 network Small(classes = 4) {

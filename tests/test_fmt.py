@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from archdsl import syntax as s
 from archdsl.cli import main
 from archdsl.errors import ArchSyntaxError
-from archdsl.fmt import WIDTH, _Layout, format_expr, format_text, unparse
-from archdsl.parser import parse
+from archdsl.lang import syntax as s
+from archdsl.lang.parser import parse
 from archdsl.testing import Network, networks
+from archdsl.tools.fmt import WIDTH, _Layout, format_expr, format_text, unparse
 
 SPECS = sorted(Path(__file__).resolve().parents[1].glob("specs/*.arch"))
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from archdsl import fuzz
 from archdsl.cli import main
 from archdsl.errors import ArchError
-from archdsl.loader import load_file
+from archdsl.lang.loader import load_file
+from archdsl.tools import fuzz
 
 # A branch that pools in Caffe's ceil mode next to branches with `same` padding: they
 # agree on even sizes only (33 -> 16 against 17), as in GoogLeNet's inception modules.

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from archdsl.cli import main
-from archdsl.draw import ArchDrawError, group_key, render, scopes_of, to_dot
 from archdsl.frontend import build_graph, build_graph_text
+from archdsl.tools.draw import ArchDrawError, group_key, render, scopes_of, to_dot
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "specs").glob("*.arch"))
@@ -156,7 +156,7 @@ def test_names_with_quotes_are_escaped() -> None:
 @pytest.mark.usefixtures("needs_dot")
 @pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
 def test_every_spec_renders(spec: Path, tmp_path: Path) -> None:
-    from archdsl.loader import load_file
+    from archdsl.lang.loader import load_file
 
     program = load_file(spec)
     for network in program.networks:

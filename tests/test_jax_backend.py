@@ -10,12 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from archdsl import ops
+from archdsl.backend.model import LOWERINGS, CompiledModel, Mode, compile_graph, param_count
 from archdsl.errors import ArchValueError
-from archdsl.ir import AuxHead, Graph, Node
-from archdsl.jax_backend import LOWERINGS, CompiledModel, Mode, compile_graph, param_count
-from archdsl.shapes import Shape
-from archdsl.source import Source, Span
+from archdsl.graph import ops
+from archdsl.graph.ir import AuxHead, Graph, Node
+from archdsl.graph.shapes import Shape
+from archdsl.lang.source import Source, Span
 
 SPAN = Span(Source("<test>", ""), 1, 1, 1, 2)
 RTOL = 1e-5
@@ -650,8 +650,8 @@ def test_spec_shapes_and_parameter_count_agree_with_the_front_end(path):
     Files of blocks only (no network) have nothing to check here.
     """
     from archdsl.frontend import build_program_graph
-    from archdsl.loader import load_file
-    from archdsl.report import build_report
+    from archdsl.graph.report import build_report
+    from archdsl.lang.loader import load_file
 
     program = load_file(path)
     for network in program.networks:

@@ -8,7 +8,7 @@ import pytest
 
 from archdsl.errors import ArchError
 from archdsl.frontend import build_graph, build_graph_text
-from archdsl.ops import Concat, Conv, Project, Residual, ZeroPad
+from archdsl.graph.ops import Concat, Conv, Project, Residual, ZeroPad
 
 BLOCKS = """
 block basic(c, stride = 1) {

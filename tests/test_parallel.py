@@ -15,17 +15,17 @@ from pathlib import Path
 import jax
 import pytest
 
-from archdsl.parallel import ArchDeviceError, check_batch, make_mesh
+from archdsl.train.parallel import ArchDeviceError, check_batch, make_mesh
 
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = textwrap.dedent('''
     import jax, numpy as np
-    from archdsl.data import Split, load_data
+    from archdsl.train.data import Split, load_data
     from archdsl.frontend import build_graph_text
-    from archdsl.jax_backend import compile_graph
-    from archdsl.parallel import make_mesh, replicate, replicated, shard_batch
-    from archdsl.train import (TrainConfig, make_optimizer, make_train_step, partition,
+    from archdsl.backend.model import compile_graph
+    from archdsl.train.parallel import make_mesh, replicate, replicated, shard_batch
+    from archdsl.train.loop import (TrainConfig, make_optimizer, make_train_step, partition,
                                train, training_graph)
 
     assert jax.device_count() == 4, jax.devices()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from archdsl import syntax as s
 from archdsl.errors import ArchSyntaxError
-from archdsl.parser import parse
+from archdsl.lang import syntax as s
+from archdsl.lang.parser import parse
 
 
 def _sp() -> s.Span:

@@ -8,11 +8,11 @@ import pytest
 
 from archdsl.errors import ArchShapeError
 from archdsl.frontend import build_graph_text
-from archdsl.ir import Node, format_graph, verify
-from archdsl.loader import load_text
-from archdsl.lower import lower
-from archdsl.ops import Dense, Relu
-from archdsl.passes import infer_shapes, insert_projections, run_pipeline
+from archdsl.graph.ir import Node, format_graph, verify
+from archdsl.graph.lower import lower
+from archdsl.graph.ops import Dense, Relu
+from archdsl.graph.passes import infer_shapes, insert_projections, run_pipeline
+from archdsl.lang.loader import load_text
 
 SPEC = """network Small(classes = 3) {
     input 8x8x4

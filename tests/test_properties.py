@@ -22,18 +22,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from archdsl import ops
+from archdsl.backend.model import compile_graph
 from archdsl.cli import main
 from archdsl.errors import ArchError
-from archdsl.fmt import format_text
 from archdsl.frontend import build_graph_text
-from archdsl.grammar import keywords
-from archdsl.ir import Graph
-from archdsl.jax_backend import compile_graph
-from archdsl.parser import parse
-from archdsl.passes import infer_shapes, insert_projections
-from archdsl.report import build_report
+from archdsl.graph import ops
+from archdsl.graph.ir import Graph
+from archdsl.graph.passes import infer_shapes, insert_projections
+from archdsl.graph.report import build_report
+from archdsl.lang.grammar import keywords
+from archdsl.lang.parser import parse
 from archdsl.testing import Network, broken_spec_texts, networks
+from archdsl.tools.fmt import format_text
 
 POSITIONED = re.compile(r"^[^\n]+:\d+:\d+: error: ")
 

@@ -15,11 +15,11 @@ import pytest
 
 from archdsl.cli import main
 from archdsl.frontend import build_graph, build_program_graph
-from archdsl.ir import Graph
-from archdsl.loader import load_file
-from archdsl.ops import Project, Residual, ZeroPad
-from archdsl.report import Report, Saving, build_report
-from archdsl.shapes import Shape
+from archdsl.graph.ir import Graph
+from archdsl.graph.ops import Project, Residual, ZeroPad
+from archdsl.graph.report import Report, Saving, build_report
+from archdsl.graph.shapes import Shape
+from archdsl.lang.loader import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_DIR = ROOT / "specs"

@@ -10,16 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archdsl import ops
 from archdsl import testing as t
+from archdsl.backend.model import LOWERINGS
 from archdsl.errors import ArchError
-from archdsl.fmt import unparse
 from archdsl.frontend import build_graph_text
-from archdsl.ir import Graph
-from archdsl.jax_backend import LOWERINGS
-from archdsl.parser import parse
-from archdsl.report import build_report
-from archdsl.syntax import Chain, NetworkDef, Spec
+from archdsl.graph import ops
+from archdsl.graph.ir import Graph
+from archdsl.graph.report import build_report
+from archdsl.lang.parser import parse
+from archdsl.lang.syntax import Chain, NetworkDef, Spec
+from archdsl.tools.fmt import unparse
 
 POSITIONED = re.compile(r"^[^\n]+:\d+:\d+: error: ")
 

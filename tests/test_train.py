@@ -15,18 +15,18 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from archdsl.checkpoint import (
+from archdsl.backend.model import compile_graph
+from archdsl.cli import main
+from archdsl.frontend import build_graph, build_graph_text
+from archdsl.train.checkpoint import (
     CHECKPOINT_NAME,
     ArchCheckpointError,
     Checkpoint,
     load_checkpoint,
     save_checkpoint,
 )
-from archdsl.cli import main
-from archdsl.data import ArchDataError, Dataset, Split, load_data
-from archdsl.frontend import build_graph, build_graph_text
-from archdsl.jax_backend import compile_graph
-from archdsl.train import (
+from archdsl.train.data import ArchDataError, Dataset, Split, load_data
+from archdsl.train.loop import (
     TrainConfig,
     classes_of,
     cross_entropy,
@@ -328,16 +328,16 @@ def test_interrupted_write_keeps_the_previous_checkpoint(tmp_path: Path, monkeyp
     reason="signal handlers need the main thread",
 )
 def test_ctrl_c_during_a_write_waits_for_the_whole_file(tmp_path: Path, monkeypatch) -> None:
-    import archdsl.weights
+    import archdsl.backend.weights
 
     path = tmp_path / CHECKPOINT_NAME
-    real = archdsl.weights.os.replace
+    real = archdsl.backend.weights.os.replace
 
     def replace_after_ctrl_c(src, dst):
         signal.raise_signal(signal.SIGINT)  # pressed while the file is being written
         real(src, dst)
 
-    monkeypatch.setattr(archdsl.weights.os, "replace", replace_after_ctrl_c)
+    monkeypatch.setattr(archdsl.backend.weights.os, "replace", replace_after_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, _checkpoint(4.0))
     monkeypatch.undo()
@@ -345,7 +345,7 @@ def test_ctrl_c_during_a_write_waits_for_the_whole_file(tmp_path: Path, monkeypa
 
 
 def test_not_a_checkpoint(tmp_path: Path) -> None:
-    from archdsl.weights import save_weights
+    from archdsl.backend.weights import save_weights
 
     save_weights(tmp_path / "w.safetensors", {"fc": {"kernel": np.ones((2, 2))}}, {})
     with pytest.raises(ArchCheckpointError, match="not a training checkpoint"):

@@ -8,14 +8,14 @@ import jax
 import numpy as np
 import pytest
 
-from archdsl.checkpoint import load_any_weights
+from archdsl.backend.model import compile_graph
+from archdsl.backend.weights import ArchWeightsError, flatten
 from archdsl.cli import main
-from archdsl.data import Split, load_data
 from archdsl.frontend import build_graph
-from archdsl.jax_backend import compile_graph
-from archdsl.train import TrainConfig, make_optimizer, partition, train, training_graph
-from archdsl.transfer import MatchReport, Mismatch, check_match, match_weights
-from archdsl.weights import ArchWeightsError, flatten
+from archdsl.train.checkpoint import load_any_weights
+from archdsl.train.data import Split, load_data
+from archdsl.train.loop import TrainConfig, make_optimizer, partition, train, training_graph
+from archdsl.train.transfer import MatchReport, Mismatch, check_match, match_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 

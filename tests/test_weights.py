@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from archdsl.weights import (
+from archdsl.backend.weights import (
     STATE_KEY,
     ArchWeightsError,
     check_weights,

@@ -1,0 +1,62 @@
+"""The `archdsl` command line: argparse front end dispatching to `archdsl.cli.*`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from archdsl.errors import ArchError
+
+_COMMANDS = (
+    "compile",
+    "check",
+    "run",
+    "train",
+    "graph",
+    "fuzz",
+    "fmt",
+)
+"""Modules of `archdsl.cli`; each has `register(subparsers)` setting `func`."""
+
+
+def build_parser(commands: Sequence[str] = _COMMANDS) -> argparse.ArgumentParser:
+    """The parser with `commands` registered (all of them by default)."""
+    parser = argparse.ArgumentParser(
+        prog="archdsl",
+        description="Compile, check and run neural-network architectures written in .arch",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in commands:
+        importlib.import_module(f"archdsl.cli.{command}").register(sub)
+    return parser
+
+
+def _wanted(argv: Sequence[str]) -> Sequence[str]:
+    """Only the named subcommand's module: `archdsl compile` should not import JAX."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return (first,) if first in _COMMANDS else _COMMANDS
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a subcommand. Exit 0 ok, 1 a spec or data error, 2 a usage error."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_wanted(argv))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ArchError as error:
+        print(str(error), file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader (`| head`) went away: stop quietly, as `cat` does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except RecursionError:
+        print("error: the spec nests too deeply to compile", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,223 @@
+"""`archdsl train spec.arch --data digits|PATH.npz`: train, evaluate, checkpoint, resume."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from archdsl.cli._common import add_network_options, console, network_arguments
+from archdsl.frontend import build_graph
+from archdsl.graph.report import build_report, format_count
+from archdsl.graph.shapes import format_shape
+from archdsl.train.checkpoint import CHECKPOINT_NAME, Checkpoint, load_any_weights, load_checkpoint
+from archdsl.train.data import DIGITS, load_data
+from archdsl.train.loop import (
+    OPTIMIZERS,
+    RESUME_KEYS,
+    SCHEDULES,
+    ArchTrainError,
+    TrainConfig,
+    classes_of,
+    train,
+)
+from archdsl.train.parallel import check_batch, make_mesh
+
+_AUTO = "<checkpoint-dir>"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `train` subcommand."""
+    parser = sub.add_parser(
+        "train",
+        help="train a network on digits or an .npz",
+        description="Train a network (cross-entropy, aux heads at their weights), "
+        "evaluating on a held-out split after every epoch. Checkpoints go to "
+        "--checkpoint-dir after every epoch and on Ctrl-C; --resume continues one. "
+        "See docs/training.md.",
+    )
+    parser.add_argument("spec", help="the .arch file")
+    add_network_options(parser)
+    parser.add_argument(
+        "--data",
+        required=True,
+        metavar="digits|PATH.npz",
+        help="`digits` (scikit-learn's 8x8 digits, resized to the input) "
+        "or an .npz with `x` (N,H,W,C) and `y` (N,) [and `x_test`, `y_test`]",
+    )
+    parser.add_argument("--epochs", type=int, help="epochs to train in all (default 10)")
+    parser.add_argument("--batch-size", type=int, help="examples per step (default 64)")
+    parser.add_argument(
+        "--lr", type=float, help="peak learning rate (default 0.001 for adam, 0.05 for sgd)"
+    )
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, help="default adam")
+    parser.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
+    parser.add_argument(
+        "--schedule", choices=SCHEDULES, help="learning-rate schedule (default cosine)"
+    )
+    parser.add_argument(
+        "--weight-decay", type=float, help="on kernels: L2 for sgd, decoupled for adam (default 0)"
+    )
+    parser.add_argument("--seed", type=int, help="initialisation, shuffling, dropout (default 0)")
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        help="split each batch over this many devices (default 1)",
+    )
+    parser.add_argument(
+        "--dtype", choices=("float32", "bfloat16"), help="compute dtype (default float32)"
+    )
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.2,
+        help="share held out for evaluation when the data has no test split (default 0.2)",
+    )
+    parser.add_argument(
+        "--checkpoint-dir",
+        metavar="DIR",
+        help="where checkpoints and weights go (default checkpoints/<network>)",
+    )
+    parser.add_argument(
+        "--no-checkpoints", action="store_true", help="write no checkpoint or weights file"
+    )
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=_AUTO,
+        metavar="CHECKPOINT",
+        help="continue from a checkpoint (default: the one in --checkpoint-dir)",
+    )
+    parser.add_argument(
+        "--init",
+        metavar="BASE.safetensors",
+        help="start from another network's weights, matched by name",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train; exit 0 when all epochs ran, 130 when stopped by Ctrl-C (checkpoint saved)."""
+    graph = build_graph(args.spec, network=args.network, **network_arguments(args.arg))
+    classes = classes_of(graph)
+    folder = (
+        None
+        if args.no_checkpoints
+        else Path(args.checkpoint_dir or Path("checkpoints") / graph.name)
+    )
+    resume = None
+    if args.resume is not None:
+        if args.resume == _AUTO:
+            if folder is None:
+                raise ArchTrainError(
+                    "`--resume` needs a checkpoint: give its path, or drop `--no-checkpoints`"
+                )
+            path = folder / CHECKPOINT_NAME
+        else:
+            path = Path(args.resume)
+            if path.is_dir():
+                path = path / CHECKPOINT_NAME
+        resume = load_checkpoint(path)
+        if resume.network and resume.network != graph.name:
+            raise ArchTrainError(
+                f"`{path}` is a checkpoint of `{resume.network}`, not `{graph.name}`"
+            )
+    config = resolve_config(args, resume)
+    check_batch(config.batch_size, make_mesh(config.devices))  # before anything is printed
+    out = console()
+    (input_name,) = graph.inputs
+    input_shape = graph.node(input_name).shape
+    assert input_shape is not None
+    data = load_data(args.data, input_shape, classes, test_fraction=args.test_fraction)
+    init = None
+    if args.init and resume is not None:
+        out.print(f"resuming: `--init {args.init}` is not used (the checkpoint has the weights)")
+    elif args.init:
+        init = load_any_weights(args.init)
+
+    report = build_report(graph)
+    frozen = report.params - report.trainable
+    out.print(
+        f"network  {graph.name}: {format_count(report.params)} parameters"
+        + (f" ({format_count(frozen)} frozen)" if frozen else "")
+        + f", input {format_shape(input_shape)}, {classes} classes"
+        + (
+            f", aux heads {', '.join(f'{k} x{h.weight:g}' for k, h in graph.aux.items())}"
+            if graph.aux
+            else ""
+        )
+    )
+    source = DIGITS if args.data == DIGITS else Path(args.data).name
+    out.print(f"data     {source}: {len(data.train)} training, {len(data.test)} held-out examples")
+    out.print(
+        f"training {config.optimizer} lr {config.learning_rate:g} ({config.schedule})"
+        + (f", weight decay {config.weight_decay:g}" if config.weight_decay else "")
+        + f", batch {config.batch_size}, {config.epochs} epochs, seed {config.seed}, "
+        f"{config.devices} device{'s' if config.devices != 1 else ''}"
+        + (f", {config.dtype}" if config.dtype != "float32" else "")
+    )
+    if resume is not None:
+        out.print(
+            f"resuming from {path} at step {resume.step} (epoch {resume.epoch + 1}"
+            + (f", batch {resume.position}" if resume.position else "")
+            + ")"
+        )
+        saved_epochs = resume.config.get("epochs", config.epochs)
+        if saved_epochs != config.epochs and config.schedule != "constant":
+            out.print(
+                f"note: the {config.schedule} schedule now spans {config.epochs} "
+                f"epochs instead of {saved_epochs}: the run will not match one "
+                f"trained for {config.epochs} epochs from the start"
+            )
+
+    result = train(
+        graph,
+        data,
+        config,
+        checkpoint_dir=folder,
+        resume=resume,
+        init=init,
+        init_name=str(args.init),
+        console=out,
+    )
+    if result.history:
+        last = result.history[-1]
+        out.print(
+            f"held-out accuracy {last.test_accuracy:.2%} after {last.epoch} epoch"
+            f"{'s' if last.epoch != 1 else ''}"
+        )
+    if result.checkpoint is not None:
+        out.print(f"checkpoint {result.checkpoint}")
+    if result.weights is not None:
+        out.print(f"weights    {result.weights}")
+    return 130 if result.interrupted else 0
+
+
+def resolve_config(args: argparse.Namespace, resume: Checkpoint | None) -> TrainConfig:
+    """Options given on the command line, else the checkpoint's, else the defaults.
+
+    Raises:
+        ArchTrainError: resuming with a setting that differs from the checkpoint's.
+    """
+    saved: dict[str, Any] = resume.config if resume is not None else {}
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(TrainConfig):
+        given = getattr(args, field.name, None)
+        if field.name in RESUME_KEYS and field.name in saved:
+            if given is not None and given != saved[field.name]:
+                option = "--" + field.name.replace("_", "-")
+                raise ArchTrainError(
+                    f"the checkpoint was trained with `{option} {saved[field.name]}`; "
+                    f"resuming with `{option} {given}` would not continue the same run",
+                    help=f"drop `{option}` to use the checkpoint's value",
+                )
+            values[field.name] = saved[field.name]
+        elif given is not None:
+            values[field.name] = given
+        elif field.name in saved:
+            values[field.name] = saved[field.name]
+    config = TrainConfig(**values)
+    config.check()
+    return config

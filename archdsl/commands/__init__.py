@@ -1,1 +1,0 @@
-"""Subcommands of the `archdsl` CLI, one module each with `register(subparsers)`."""

@@ -1,0 +1,66 @@
+"""Passes over the graph: the pass type, the default pipeline and its runner."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeAlias
+
+from archdsl.graph.ir import Graph, verify
+from archdsl.graph.passes.checks import check_assertions, check_limits
+from archdsl.graph.passes.infer_shapes import infer_shapes
+from archdsl.graph.passes.residual import insert_projections
+
+Pass: TypeAlias = Callable[[Graph], Graph]
+
+DEFAULT_PIPELINE: tuple[Pass, ...] = (
+    infer_shapes,
+    insert_projections,
+    infer_shapes,
+    check_assertions,
+    check_limits,
+)
+
+PASSES: dict[str, Pass] = {
+    "infer_shapes": infer_shapes,
+    "insert_projections": insert_projections,
+    "check_assertions": check_assertions,
+    "check_limits": check_limits,
+}
+
+
+def run_pipeline(
+    graph: Graph,
+    passes: Sequence[Pass] = DEFAULT_PIPELINE,
+    *,
+    verify_each: bool = True,
+    after: Callable[[Pass, Graph], None] | None = None,
+) -> Graph:
+    """Run passes in order; verify the IR after each (a failure is a compiler bug)."""
+    projected = False
+    for step in passes:
+        before = graph
+        graph = step(graph)
+        projected = projected or step is insert_projections
+        # A validator returns its argument unchanged: nothing new to verify.
+        if verify_each and graph is not before:
+            verify(graph, shapes=graph_has_shapes(graph), residuals=projected)
+        if after is not None:
+            after(step, graph)
+    return graph
+
+
+def graph_has_shapes(graph: Graph) -> bool:
+    """Whether every node has a shape (true after the first `infer_shapes`)."""
+    return all(node.shape is not None for _, node in graph.items())
+
+
+__all__ = [
+    "DEFAULT_PIPELINE",
+    "PASSES",
+    "Pass",
+    "check_assertions",
+    "check_limits",
+    "infer_shapes",
+    "insert_projections",
+    "run_pipeline",
+]

@@ -1,0 +1,42 @@
+"""Annotate every node with its per-example output shape."""
+
+from __future__ import annotations
+
+from archdsl.errors import ArchShapeError
+from archdsl.graph.ir import Graph, with_shape
+from archdsl.graph.ops import ShapeRuleError
+from archdsl.graph.shapes import format_shape, num_elements
+
+MAX_ELEMENTS = 2**40
+"""Per-example activation size beyond any machine's memory: refused before allocation."""
+
+
+def infer_shapes(graph: Graph) -> Graph:
+    """Set `Node.shape` on every node, in topological order.
+
+    Raises:
+        ArchShapeError: an op's shape rule rejects its input shapes, or a shape is absurd.
+    """
+    graph = graph.copy()
+    for name in graph.order():
+        node = graph.node(name)
+        in_shapes = [graph.node(i).shape for i in node.inputs]
+        try:
+            shape = node.op.infer(*in_shapes)  # type: ignore[arg-type]
+        except ShapeRuleError as error:
+            notes = [
+                f"`{name}` gets {format_shape(s)} from `{i}`"  # type: ignore[arg-type]
+                for i, s in zip(node.inputs, in_shapes, strict=True)
+            ]
+            raise ArchShapeError(
+                f"`{node.op.name}`: {error}", node.span, notes=notes, trace=node.trace
+            ) from None
+        if num_elements(shape) > MAX_ELEMENTS:
+            raise ArchShapeError(
+                f"`{node.op.name}` would output {format_shape(shape)}, "
+                f"{num_elements(shape):,} values per example: more than any machine holds",
+                node.span,
+                trace=node.trace,
+            )
+        graph.replace(name, with_shape(node, shape))
+    return graph

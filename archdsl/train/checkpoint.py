@@ -1,0 +1,231 @@
+"""Training checkpoints: params, running state, optimizer state, step, epoch and PRNG key
+in one safetensors file, replaced atomically so a crash mid-write keeps the previous one.
+
+Tensor names:
+
+- `params/<node>.<leaf>` and `state/<node>.<leaf>`: as in a weights file (`weights.py`);
+- `optimizer/<i>`: the leaves of the optax state in `jax.tree.flatten` order, with their
+  key paths listed in the metadata so a restore can check them against the optimizer;
+- `rng`: the raw data of the run's PRNG key (`jax.random.key_data`).
+
+The metadata key `archdsl.train.checkpoint` holds JSON: the step, the epoch being trained and
+how many of its batches are done (0 at an epoch boundary), the network, the training
+settings and the per-epoch history.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import jax
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load, save
+
+from archdsl.backend.weights import ArchWeightsError, flatten, unflatten, write_atomic
+from archdsl.graph.shapes import format_shape
+
+FORMAT_KEY: Final = "archdsl.format"
+FORMAT: Final = "checkpoint-1"
+META_KEY: Final = "archdsl.train.checkpoint"
+CHECKPOINT_NAME: Final = "checkpoint.safetensors"
+"""The file name of the latest checkpoint in a checkpoint folder."""
+
+
+class ArchCheckpointError(ArchWeightsError):
+    """A checkpoint that cannot be read or does not fit this run."""
+
+
+@dataclass
+class Checkpoint:
+    """Everything a run needs to continue exactly where it stopped."""
+
+    params: dict[str, dict[str, Any]]
+    state: dict[str, dict[str, Any]]
+    optimizer: list[np.ndarray]
+    """The optimizer state's leaves, in `jax.tree.flatten` order."""
+    optimizer_paths: list[str]
+    """`jax.tree_util.keystr` of each optimizer leaf, to check a restore."""
+    rng: np.ndarray
+    step: int
+    epoch: int
+    """The epoch being trained (0-based); equal to the epochs done when `position` is 0."""
+    position: int = 0
+    """Batches of `epoch` already trained."""
+    network: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    partial: dict[str, float] = field(default_factory=dict)
+    """Running sums of the interrupted epoch's training metrics."""
+
+    @classmethod
+    def capture(
+        cls,
+        params: Any,
+        state: Any,
+        opt_state: Any,
+        rng: jax.Array,
+        **info: Any,
+    ) -> Checkpoint:
+        """Copy the live training state to host memory."""
+        leaves_with_paths, _ = jax.tree_util.tree_flatten_with_path(opt_state)
+        return cls(
+            params=jax.device_get(params),
+            state=jax.device_get(state),
+            optimizer=[np.asarray(jax.device_get(leaf)) for _, leaf in leaves_with_paths],
+            optimizer_paths=[jax.tree_util.keystr(path) for path, _ in leaves_with_paths],
+            rng=np.asarray(jax.device_get(jax.random.key_data(rng))),
+            **info,
+        )
+
+    def restore_optimizer(self, template: Any) -> Any:
+        """The optimizer state, rebuilt in the structure of `template` (`optimizer.init`).
+
+        Raises:
+            ArchCheckpointError: the saved state was made by another optimizer or for
+                other parameters.
+        """
+        leaves_with_paths, treedef = jax.tree_util.tree_flatten_with_path(template)
+        paths = [jax.tree_util.keystr(p) for p, _ in leaves_with_paths]
+        if paths != self.optimizer_paths:
+            raise ArchCheckpointError(
+                "the checkpoint's optimizer state does not fit this optimizer "
+                f"({len(self.optimizer_paths)} tensors saved, {len(paths)} expected)",
+                help="resume with the optimizer, weight decay and frozen layers "
+                "it was trained with",
+            )
+        leaves = []
+        for path, (_, want), got in zip(paths, leaves_with_paths, self.optimizer, strict=True):
+            if tuple(np.shape(want)) != tuple(got.shape):
+                raise ArchCheckpointError(
+                    f"optimizer tensor {path} is {format_shape(got.shape) or 'scalar'} "
+                    f"in the checkpoint, expected {format_shape(np.shape(want)) or 'scalar'}"
+                )
+            leaves.append(np.asarray(got, dtype=np.asarray(want).dtype))
+        return jax.tree_util.tree_unflatten(treedef, leaves)
+
+    def info(self) -> dict[str, Any]:
+        """The JSON part."""
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "position": self.position,
+            "network": self.network,
+            "config": self.config,
+            "history": self.history,
+            "partial": self.partial,
+            "optimizer_paths": self.optimizer_paths,
+        }
+
+
+def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
+    """Write `checkpoint` to `path` atomically; Ctrl-C waits until the file is whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, np.ndarray] = {}
+    for prefix, tree in (("params", checkpoint.params), ("state", checkpoint.state)):
+        for name, x in flatten(tree).items():
+            tensors[f"{prefix}/{name}"] = np.asarray(x, order="C")
+    for i, leaf in enumerate(checkpoint.optimizer):
+        tensors[f"optimizer/{i}"] = np.asarray(leaf, order="C")
+    tensors["rng"] = np.asarray(checkpoint.rng, order="C")
+    metadata = {FORMAT_KEY: FORMAT, META_KEY: json.dumps(checkpoint.info())}
+    data = save(tensors, metadata=metadata)
+    with deferred_interrupt():
+        write_atomic(path, data)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint written by `save_checkpoint`.
+
+    Raises:
+        ArchCheckpointError: missing, unreadable, or not a checkpoint.
+    """
+    path = Path(path)
+    tensors, metadata = _read(path)
+    if metadata.get(FORMAT_KEY) != FORMAT or META_KEY not in metadata:
+        raise ArchCheckpointError(
+            f"`{path}` is not a training checkpoint",
+            help="`--resume` takes a checkpoint.safetensors written by `archdsl train`; "
+            "start from plain weights with `--init`",
+        )
+    info = json.loads(metadata[META_KEY])
+    count = len(info["optimizer_paths"])
+    return Checkpoint(
+        params=unflatten(_strip(tensors, "params/")),
+        state=unflatten(_strip(tensors, "state/")),
+        optimizer=[tensors[f"optimizer/{i}"] for i in range(count)],
+        optimizer_paths=list(info["optimizer_paths"]),
+        rng=tensors["rng"],
+        step=int(info["step"]),
+        epoch=int(info["epoch"]),
+        position=int(info["position"]),
+        network=info.get("network", ""),
+        config=info.get("config", {}),
+        history=info.get("history", []),
+        partial=info.get("partial", {}),
+    )
+
+
+def load_any_weights(path: str | Path) -> tuple[dict, dict]:
+    """`(params, state)` from a weights file or from a training checkpoint.
+
+    Raises:
+        ArchWeightsError: the file cannot be read.
+    """
+    path = Path(path)
+    tensors, metadata = _read(path)
+    if metadata.get(FORMAT_KEY) == FORMAT:
+        return unflatten(_strip(tensors, "params/")), unflatten(_strip(tensors, "state/"))
+    from archdsl.backend.weights import load_weights
+
+    return load_weights(path)
+
+
+def _strip(tensors: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ArchCheckpointError(f"`{path}` does not exist") from None
+    except OSError as error:
+        raise ArchCheckpointError(f"cannot read `{path}`: {error.strerror}") from None
+    try:
+        tensors = load(data)
+        size = int.from_bytes(data[:8], "little")
+        metadata = json.loads(data[8 : 8 + size]).get("__metadata__") or {}
+    except (SafetensorError, ValueError, UnicodeDecodeError) as error:
+        raise ArchCheckpointError(f"`{path}` is not a safetensors file: {error}") from None
+    return tensors, metadata
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Hold back SIGINT (Ctrl-C) until the block ends, then raise it.
+
+    Outside the main thread signal handlers cannot be set; the block runs unprotected
+    (the write is atomic anyway: an interrupted write leaves the previous file).
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is None:
+        yield
+        return
+    received: list[int] = []
+    signal.signal(signal.SIGINT, lambda sig, frame: received.append(sig))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
