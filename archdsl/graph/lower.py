@@ -23,10 +23,13 @@ from typing import Any
 from archdsl.errors import ArchError, ArchNameError, ArchValueError, raise_all
 from archdsl.graph import ops
 from archdsl.graph.ir import AuxHead, Graph, Node, ShapeCheck
+from archdsl.graph.passes.infer_shapes import node_shape
+from archdsl.graph.shapes import Shape
 from archdsl.lang import syntax as s
 from archdsl.lang.loader import Program
 from archdsl.lang.source import Span
 from archdsl.lang.values import (
+    INPUT,
     MAX_DIM,
     Value,
     Word,
@@ -136,6 +139,8 @@ class _Lowerer:
         self.graph = Graph()
         self.errors: list[ArchError] = []
         self.scope_outputs: dict[str, str] = {}
+        self.shapes: dict[str, Shape] = {}
+        """Shapes inferred during lowering, for `in.c`; the pipeline infers all again."""
 
     # entry ------------------------------------------------------------------------------
     def network(self, name: str | None, arguments: dict[str, Value]) -> Graph:
@@ -458,7 +463,7 @@ class _Lowerer:
                 taken = ", ".join(f"`{p}`" for p in op_class.positional) or "none"
                 help_ = None
                 if isinstance(value, Word):
-                    help_ = did_you_mean(value, [*fields, *op_class.flags, *ctx.env])
+                    help_ = did_you_mean(value, [*fields, *op_class.flags, *_params(ctx.env)])
                 if isinstance(value, Word) and (
                     value in ops.OPS or value in self.program.definitions
                 ):
@@ -486,7 +491,7 @@ class _Lowerer:
             except ValueError as error:
                 help_ = None
                 if isinstance(value, Word):
-                    help_ = did_you_mean(value, ctx.env)
+                    help_ = did_you_mean(value, _params(ctx.env))
                 errors.append(ArchValueError(str(error), where.span, help=help_))
         missing = [
             key
@@ -536,7 +541,7 @@ class _Lowerer:
                 ),
                 ctx,
             )
-        env = self._bind_block_arguments(block, call, ctx)
+        env = self._bind_block_arguments(block, call, ctx, cur)
         if scope is None:
             local = call.alias.text if call.alias is not None else ctx.scope.next_number()
             scope = ctx.scope.child(local)
@@ -553,8 +558,12 @@ class _Lowerer:
         return self._name_point(call.alias, out, ctx)
 
     def _bind_block_arguments(
-        self, block: s.BlockDef | s.NetworkDef, call: s.Call | s.Use, ctx: _Ctx
-    ) -> dict[str, Value]:
+        self,
+        block: s.BlockDef | s.NetworkDef,
+        call: s.Call | s.Use,
+        ctx: _Ctx,
+        cur: str | None = None,
+    ) -> dict[str, Any]:
         params = [p.name.text for p in block.params]
         kind = "block" if isinstance(block, s.BlockDef) else "network"
         name = block.name.text
@@ -581,7 +590,9 @@ class _Lowerer:
             if key in bound:
                 errors.append(ArchValueError(f"`{key}` is given twice", kwarg.span))
             bound[key] = evaluate(kwarg.value, ctx.env)
-        env: dict[str, Value] = {}
+        env: dict[str, Any] = {}
+        if cur is not None:  # `in.c` in the defaults and the body: the block's input
+            env[INPUT] = functools.partial(self._shape_of, cur, call.span)
         for param in block.params:
             key = param.name.text
             if key in bound:
@@ -601,6 +612,27 @@ class _Lowerer:
                 self._record(error, ctx)
             raise _Skip()
         return env
+
+    def _shape_of(self, name: str, at: Span) -> Shape:
+        """The shape of a node built so far, inferred on demand (for `in.c`) and kept.
+
+        Shapes on the main path do not depend on inserted projections (a residual has its
+        body's shape), so what is inferred here is what `infer_shapes` will find.
+        """
+        stack = [name]
+        while stack:
+            top = stack[-1]
+            if top in self.shapes:
+                stack.pop()
+                continue
+            node = self.graph.node(top)
+            pending = [i for i in node.inputs if i not in self.shapes]
+            if pending:
+                stack.extend(pending)
+                continue
+            stack.pop()
+            self.shapes[top] = node_shape(top, node, [self.shapes[i] for i in node.inputs])
+        return self.shapes[name]
 
     def _residual(self, step: s.Residual, cur: str | None, ctx: _Ctx) -> str | None:
         mode = "auto"
@@ -784,6 +816,11 @@ class _Lowerer:
                     )
                 )
         raise_all(errors)
+
+
+def _params(env: Mapping[str, Any]) -> list[str]:
+    """The parameter names of an environment (not the block input `in`)."""
+    return [name for name in env if name != INPUT]
 
 
 def _min_nodes(

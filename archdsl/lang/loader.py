@@ -13,8 +13,10 @@ from archdsl.errors import (
     raise_all,
 )
 from archdsl.lang import syntax as s
+from archdsl.lang.bundled import bundled_dir, bundled_specs, find_bundled
 from archdsl.lang.parser import MAX_SOURCE_BYTES, parse
 from archdsl.lang.source import Source, Span
+from archdsl.lang.values import did_you_mean
 
 Definition = s.BlockDef | s.NetworkDef
 
@@ -67,12 +69,35 @@ def read_source(path: Path, *, at: Span | None = None) -> str:
 def load_file(path: str | Path) -> Program:
     """Parse `path` and every file it imports.
 
+    A bare name that is no file here names a bundled spec: `resnet50` or `resnet50.arch`.
+
     Raises:
         ArchError: syntax errors, missing or cyclic imports, duplicate definitions.
     """
-    path = Path(path)
+    path = resolve_spec(path)
     text = read_source(path)
     return load_text(text, str(path), base=path.parent)
+
+
+def resolve_spec(path: str | Path) -> Path:
+    """The file to read for `path`: itself if it exists, else the bundled spec it names.
+
+    Raises:
+        ArchImportError: neither a file nor a bundled spec, with the closest bundled names.
+    """
+    given = Path(path)
+    if given.exists():
+        return given
+    bundled = find_bundled(str(path))
+    if bundled is not None:
+        return bundled
+    if given.name == str(path):
+        stem = given.name.removesuffix(".arch")
+        raise ArchImportError(
+            f"no such file: {path}, and no bundled spec `{stem}`",
+            help=did_you_mean(stem, bundled_specs()) or "`archdsl zoo` lists the bundled specs",
+        )
+    return given
 
 
 def load_text(text: str, filename: str = "<string>", *, base: Path | None = None) -> Program:
@@ -132,6 +157,7 @@ def _follow(
         errors.append(ArchImportError("an import path cannot contain a NUL character", item.span))
         return
     try:
+        base = _import_base(base, item.path)
         target = (base / item.path).resolve()
     except (OSError, ValueError, RuntimeError) as error:
         errors.append(ArchImportError(f"cannot import `{item.path}`: {error}", item.span))
@@ -158,6 +184,20 @@ def _follow(
         errors.append(error)
         return
     _collect(imported, target.parent, program, errors, [*stack, target], seen)
+
+
+def _import_base(base: Path, path: str) -> Path:
+    """Where `import path` resolves: beside the importing file, else the bundled specs.
+
+    The bundled folder is the one place outside the importing file's folder an import
+    may reach, and only for a file that is not beside it (a local file wins).
+    """
+    bundled = bundled_dir()
+    if bundled is None or (base / path).exists():
+        return base
+    if (bundled / path).resolve().parent == bundled.resolve() and (bundled / path).is_file():
+        return bundled
+    return base
 
 
 def _define(item: Definition, program: Program, errors: list[ArchError]) -> None:

@@ -337,6 +337,15 @@ class _InlineSyntax(Transformer):
         node = s.Neg(operand=children[-1], span=self._span(children))
         return self._nest(node, children[-1])
 
+    def input_dim(self, children: list[Any]) -> s.InputDim:
+        return s.InputDim(dim=self._ident(children[-1]), span=self._span(children))
+
+    def func(self, children: list[Any]) -> s.Expr:
+        name = self._ident(children[0])
+        args = tuple(c for c in children[1:] if c is not None and not isinstance(c, Token))
+        node = s.Func(name=name, args=args, span=self._span(children))
+        return self._nest(node, *args) if args else node
+
     def dims(self, children: list[Any]) -> s.Dims:
         parts = tuple(c for c in children if not isinstance(c, Token))
         return s.Dims(parts=parts, span=self._span(children))

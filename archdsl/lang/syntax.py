@@ -86,7 +86,22 @@ class Dims(Syntax):
     parts: tuple[Expr, ...]
 
 
-Expr: TypeAlias = Int | Float | Size | Str | Name | BinOp | Neg | Dims
+@dataclass(frozen=True, kw_only=True)
+class InputDim(Syntax):
+    """`in.c`, `in.h`, `in.w`: a size of the input of the block being called."""
+
+    dim: Ident
+
+
+@dataclass(frozen=True, kw_only=True)
+class Func(Syntax):
+    """A built-in function of numbers: `make_divisible(c * 0.75, 8)`."""
+
+    name: Ident
+    args: tuple[Expr, ...]
+
+
+Expr: TypeAlias = Int | Float | Size | Str | Name | BinOp | Neg | Dims | InputDim | Func
 
 
 @dataclass(frozen=True, kw_only=True)

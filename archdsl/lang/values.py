@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
-from typing import TypeAlias
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeAlias
 
 from archdsl.errors import ArchNameError, ArchValueError
 from archdsl.graph.shapes import format_shape
@@ -21,6 +21,34 @@ class Word(str):
 
 
 Value: TypeAlias = int | float | bool | str | Word | tuple[int, ...]
+
+INPUT = "in"
+"""The key of a block's environment that holds its input's shape: `in.c` reads it.
+
+`in` is a keyword, so no parameter can take the key. The lowerer binds a function that
+infers the shape when an expression first asks, so a block that never reads `in` costs
+nothing and shape errors keep their order.
+"""
+INPUT_DIMS = {"h": 0, "w": 1, "c": -1}
+"""What `in.NAME` may read: height, width, channels (channels is also a vector's size)."""
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round a channel count to a multiple of `divisor`, never below 90% of `value`.
+
+    MobileNet's and EfficientNet's `_make_divisible` (torchvision, TensorFlow's slim),
+    so that width multipliers give the same channels as the reference implementations.
+    """
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+FUNCTIONS: dict[str, tuple[Callable[..., Value], int, int]] = {
+    "make_divisible": (make_divisible, 1, 2),
+}
+"""Built-in functions of spec arithmetic: implementation, fewest and most arguments."""
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
@@ -42,7 +70,7 @@ def describe(value: Value) -> str:
     return str(value)
 
 
-def evaluate(expr: s.Expr, env: Mapping[str, Value]) -> Value:
+def evaluate(expr: s.Expr, env: Mapping[str, Any]) -> Value:
     """The value of an expression, names looked up in `env`.
 
     Raises:
@@ -84,12 +112,71 @@ def evaluate(expr: s.Expr, env: Mapping[str, Value]) -> Value:
         return tuple(dims)
     if isinstance(expr, s.BinOp):
         return _binop(expr, evaluate(expr.left, env), evaluate(expr.right, env), env)
+    if isinstance(expr, s.InputDim):
+        return _input_dim(expr, env)
+    if isinstance(expr, s.Func):
+        return _call(expr, [evaluate(a, env) for a in expr.args])
     raise AssertionError(f"unknown expression {expr!r}")
 
 
-def _unknown_help(expr: s.Expr, env: Mapping[str, Value]) -> str | None:
+def _input_dim(expr: s.InputDim, env: Mapping[str, Any]) -> int:
+    dim = expr.dim.text
+    if dim not in INPUT_DIMS:
+        raise ArchNameError(
+            f"unknown size `in.{dim}`",
+            expr.dim.span,
+            help=did_you_mean(dim, INPUT_DIMS) or "`in` has `in.h`, `in.w` and `in.c`",
+        )
+    bound = env.get(INPUT)
+    if bound is None:
+        raise ArchNameError(
+            f"`in.{dim}` reads the input of a block, and this is not inside one",
+            expr.span,
+            help="write the number, or move these layers into a `block`",
+        )
+    shape = bound() if callable(bound) else bound
+    if dim != "c" and len(shape) != 3:
+        raise ArchValueError(
+            f"`in.{dim}` needs an HxWxC input, but the block's input is {format_shape(shape)}",
+            expr.span,
+        )
+    return shape[INPUT_DIMS[dim]]
+
+
+def _call(expr: s.Func, args: list[Value]) -> Value:
+    name = expr.name.text
+    if name not in FUNCTIONS:
+        raise ArchNameError(
+            f"unknown function `{name}`",
+            expr.name.span,
+            help=did_you_mean(name, FUNCTIONS)
+            or f"the functions are {', '.join(f'`{f}`' for f in FUNCTIONS)}",
+        )
+    fn, fewest, most = FUNCTIONS[name]
+    if not fewest <= len(args) <= most:
+        wanted = str(fewest) if fewest == most else f"{fewest} to {most}"
+        raise ArchValueError(f"`{name}` takes {wanted} arguments, got {len(args)}", expr.span)
+    for arg, value in zip(expr.args, args, strict=True):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ArchValueError(f"`{name}` needs numbers, got {describe(value)}", arg.span)
+    if name == "make_divisible":
+        if len(args) > 1 and (not isinstance(args[1], int) or args[1] < 1):
+            raise ArchValueError(
+                f"`make_divisible` rounds to a positive whole number, got {describe(args[1])}",
+                expr.args[1].span,
+            )
+        if args[0] < 0:
+            raise ArchValueError(
+                f"`make_divisible` rounds a channel count, got {describe(args[0])}",
+                expr.args[0].span,
+            )
+    return fn(*args)
+
+
+def _unknown_help(expr: s.Expr, env: Mapping[str, Any]) -> str | None:
     if isinstance(expr, s.Name) and expr.id not in env:
-        return did_you_mean(expr.id, env) or f"`{expr.id}` is not a parameter here"
+        names = [n for n in env if n != INPUT]
+        return did_you_mean(expr.id, names) or f"`{expr.id}` is not a parameter here"
     return None
 
 
@@ -101,7 +188,7 @@ def _bounded(value: int, expr: s.Expr) -> int:
     return value
 
 
-def _binop(expr: s.BinOp, left: Value, right: Value, env: Mapping[str, Value]) -> Value:
+def _binop(expr: s.BinOp, left: Value, right: Value, env: Mapping[str, Any]) -> Value:
     for side, value in ((expr.left, left), (expr.right, right)):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ArchValueError(

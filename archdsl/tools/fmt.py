@@ -99,6 +99,10 @@ def _expr(expr: s.Expr, need: int) -> str:
     elif isinstance(expr, s.Dims):
         level = _DIMS
         text = " x ".join(_expr(part, _SUM) for part in expr.parts)
+    elif isinstance(expr, s.InputDim):
+        text = f"in.{expr.dim.text}"
+    elif isinstance(expr, s.Func):
+        text = f"{expr.name.text}({', '.join(_expr(a, _DIMS) for a in expr.args)})"
     else:  # pragma: no cover - the Expr union is closed
         raise TypeError(f"not an expression: {expr!r}")
     return f"({text})" if level < need else text

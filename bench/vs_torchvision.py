@@ -1,0 +1,383 @@
+"""Check the bundled specs against torchvision: same weights, same input, same logits.
+
+    python bench/vs_torchvision.py [--models resnet50 densenet121 ...] [--batch 2] [--list]
+
+Needs the `torch` extra (`pip install "archdsl[torch]"`). For every bundled spec that
+torchvision has, one model at a time:
+
+1. torchvision builds the model with random weights; batch-norm layers get random scale
+   and shift, then running statistics measured on a random batch and perturbed at random
+   (so a mean/variance or scale/shift mix-up cannot cancel out);
+2. the state dict is carried into archdsl's parameter tree: layers are paired in the
+   order they run (torch forward hooks against `graph.order()`), each pair checked by kind
+   and shape; conv kernels go OIHW -> HWIO, dense kernels are transposed (and the first
+   dense after a flatten has its rows reordered from CHW to HWC); an inserted shortcut
+   `project` takes torchvision's `downsample` conv and batch norm;
+3. the same input (NCHW for torch, NHWC for archdsl) goes through both, in inference mode.
+
+The table shows parameters (torchvision's count and archdsl's), multiply-accumulates
+(torchvision's published GFLOPS column and archdsl's report), and the largest difference
+between the logits relative to the largest logit; a row passes when that is at most 1e-5
+and the argmax agrees on every example. The exit status is 1 if any row fails.
+
+The name and layout mapping lives here until `archdsl import-weights` makes it a product
+feature.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import numpy as np
+
+try:
+    import torch
+    import torchvision
+except ImportError:  # pragma: no cover - the optional extra
+    sys.exit('vs_torchvision needs torch and torchvision: pip install "archdsl[torch]"')
+
+from archdsl.backend.model import compile_graph
+from archdsl.frontend import build_graph
+from archdsl.graph.ir import Graph
+from archdsl.graph.report import build_report
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A bundled spec, torchvision's builder for the same network, and its published cost."""
+
+    spec: str
+    torchvision: str
+    size: int = 224
+    gmacs: float | None = None
+    """torchvision's GFLOPS column (multiply-accumulates), None where it has none."""
+    kwargs: tuple[tuple[str, object], ...] = ()
+
+
+ZOO = [
+    Entry("alexnet", "alexnet", gmacs=0.71),
+    Entry("vgg16", "vgg16", gmacs=15.47),
+    Entry("vgg19_bn", "vgg19_bn", gmacs=19.63),
+    Entry("resnet18", "resnet18", gmacs=1.81),
+    Entry("resnet34", "resnet34", gmacs=3.66),
+    Entry("resnet50", "resnet50", gmacs=4.09),
+    Entry("resnet101", "resnet101", gmacs=7.80),
+    Entry("resnet152", "resnet152", gmacs=11.51),
+    Entry("resnext50_32x4d", "resnext50_32x4d", gmacs=4.23),
+    Entry("wide_resnet50_2", "wide_resnet50_2", gmacs=11.40),
+    Entry("googlenet_bn", "googlenet", gmacs=1.50, kwargs=(("init_weights", True),)),
+    Entry(
+        "inception_v3",
+        "inception_v3",
+        size=299,
+        gmacs=5.71,
+        kwargs=(("init_weights", True), ("aux_logits", True)),
+    ),
+    Entry("squeezenet1_0", "squeezenet1_0", gmacs=0.82),
+    Entry("squeezenet1_1", "squeezenet1_1", gmacs=0.35),
+    Entry("densenet121", "densenet121", gmacs=2.83),
+    Entry("mobilenet_v2", "mobilenet_v2", gmacs=0.30),
+]
+
+_TORCH_KINDS = {
+    torch.nn.Conv2d: "conv",
+    torch.nn.BatchNorm2d: "batchnorm",
+    torch.nn.Linear: "dense",
+}
+
+
+# ----------------------------------------------------------------------------- torch side
+
+
+def torch_model(entry: Entry, rng: np.random.Generator) -> torch.nn.Module:
+    """torchvision's model with random weights and randomised batch-norm statistics."""
+    torch.manual_seed(int(rng.integers(2**31)))
+    model = torchvision.models.get_model(entry.torchvision, weights=None, **dict(entry.kwargs))
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    with torch.no_grad():
+        for bn in bns:
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.normal_(0.0, 0.1)
+        if bns:
+            # Running statistics measured on a random batch (momentum 1 keeps only it), so
+            # activations stay in range through a hundred layers; then perturbed, so that
+            # they are not the batch statistics train mode would use.
+            for bn in bns:
+                bn.momentum = 1.0
+            model.train()
+            model(torch.randn(4, 3, entry.size, entry.size))
+            for bn in bns:
+                std = bn.running_var.sqrt()
+                bn.running_mean.add_(0.2 * std * torch.randn_like(std))
+                bn.running_var.mul_(torch.empty_like(std).uniform_(0.7, 1.4))
+    return model.eval()
+
+
+def execution_order(model: torch.nn.Module, size: int) -> list[tuple[str, torch.nn.Module]]:
+    """Modules holding parameters, in the order a training-mode forward runs them.
+
+    Training mode, so that auxiliary heads run too (torchvision registers GoogLeNet's at
+    the end but runs them after inception 4a and 4d, where the spec has them).
+    """
+    order: list[tuple[str, torch.nn.Module]] = []
+    names = {module: name for name, module in model.named_modules()}
+    hooks = [
+        module.register_forward_hook(lambda m, i, o: order.append((names[m], m)))
+        for module in model.modules()
+        if type(module) in _TORCH_KINDS
+    ]
+    momentum = {}
+    for bn in model.modules():
+        if isinstance(bn, torch.nn.BatchNorm2d):
+            momentum[bn] = bn.momentum
+            bn.momentum = 0.0  # keep the running statistics as they are
+    try:
+        model.train()
+        with torch.no_grad():
+            model(torch.randn(2, 3, size, size))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for bn, value in momentum.items():
+            bn.momentum = value
+        model.eval()
+    return order
+
+
+# ----------------------------------------------------------------------------- carrying over
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy().astype(np.float32)
+
+
+def _conv_leaves(conv: torch.nn.Conv2d) -> dict[str, np.ndarray]:
+    leaves = {"kernel": _numpy(conv.weight).transpose(2, 3, 1, 0)}  # OIHW -> HWIO
+    if conv.bias is not None:
+        leaves["bias"] = _numpy(conv.bias)
+    return leaves
+
+
+def _bn_leaves(bn: torch.nn.BatchNorm2d) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    params = {"scale": _numpy(bn.weight), "bias": _numpy(bn.bias)}
+    state = {"mean": _numpy(bn.running_mean), "var": _numpy(bn.running_var)}
+    return params, state
+
+
+def _flattened_map(graph: Graph, name: str) -> tuple[int, ...] | None:
+    """The (H, W, C) map a dense node's input was flattened from, if it was one."""
+    node = graph.node(name)
+    while node.inputs:
+        (source,) = node.inputs
+        upstream = graph.node(source)
+        if upstream.op.name == "flatten":
+            shape = graph.node(upstream.inputs[0]).shape
+            return shape if shape is not None and len(shape) == 3 else None
+        if upstream.op.name not in ("dropout", "relu", "identity"):
+            return None
+        node = upstream
+    return None
+
+
+def _dense_leaves(graph: Graph, name: str, linear: torch.nn.Linear) -> dict[str, np.ndarray]:
+    weight = _numpy(linear.weight)  # (out, in)
+    spatial = _flattened_map(graph, name)
+    if spatial is not None:
+        # torch flattens C, H, W; archdsl flattens H, W, C
+        h, w, c = spatial
+        weight = weight.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(weight.shape[0], -1)
+    leaves = {"kernel": weight.T.copy()}
+    if linear.bias is not None:
+        leaves["bias"] = _numpy(linear.bias)
+    return leaves
+
+
+def carry_over(
+    graph: Graph, order: list[tuple[str, torch.nn.Module]]
+) -> tuple[dict, dict, list[tuple[str, str]]]:
+    """archdsl params and state from torchvision's modules, paired in execution order.
+
+    Returns:
+        params, state, and the (archdsl node, torch module) pairs.
+
+    Raises:
+        ValueError: the two sides disagree on a layer's kind or a tensor's shape.
+    """
+    params: dict[str, dict[str, np.ndarray]] = {}
+    state: dict[str, dict[str, np.ndarray]] = {}
+    pairs: list[tuple[str, str]] = []
+    queue = list(order)
+
+    def take(kind: str, node: str) -> tuple[str, torch.nn.Module]:
+        if not queue:
+            raise ValueError(f"`{node}` ({kind}): torchvision has no layers left")
+        torch_name, module = queue.pop(0)
+        if _TORCH_KINDS[type(module)] != kind:
+            raise ValueError(
+                f"`{node}` is a {kind}, but torchvision runs `{torch_name}` "
+                f"({type(module).__name__}) at that point"
+            )
+        return torch_name, module
+
+    for name in graph.order():
+        node = graph.node(name)
+        in_shapes = tuple(graph.node(i).shape for i in node.inputs)
+        expected = node.op.param_shapes(*in_shapes)
+        if not expected:
+            continue
+        kind = node.op.name
+        if kind == "conv":
+            torch_name, module = take("conv", name)
+            params[name] = _conv_leaves(module)
+        elif kind == "dense":
+            torch_name, module = take("dense", name)
+            params[name] = _dense_leaves(graph, name, module)
+        elif kind == "batchnorm":
+            torch_name, module = take("batchnorm", name)
+            params[name], state[name] = _bn_leaves(module)
+        elif kind == "project":  # torchvision's downsample: conv 1x1, then batch norm
+            torch_name, conv = take("conv", name)
+            bn_name, bn = take("batchnorm", name)
+            params[name], state[name] = _bn_leaves(bn)
+            params[name]["kernel"] = _conv_leaves(conv)["kernel"]
+            torch_name = f"{torch_name} + {bn_name}"
+        else:
+            raise ValueError(f"`{name}`: no torchvision counterpart for `{kind}`")
+        got = {leaf: tuple(a.shape) for leaf, a in params[name].items()}
+        if got != expected:
+            raise ValueError(f"`{name}` expects {expected}, `{torch_name}` gives {got}")
+        pairs.append((name, torch_name))
+    if queue:
+        raise ValueError(f"torchvision layers left over: {[n for n, _ in queue[:5]]}")
+    return params, state, pairs
+
+
+# ----------------------------------------------------------------------------- comparing
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table."""
+
+    spec: str
+    torch_params: int
+    params: int
+    gmacs: float | None
+    macs: int
+    relative: float
+    argmax_equal: bool
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.torch_params == self.params and self.relative <= TOLERANCE and self.argmax_equal
+
+
+def _logits_node(graph: Graph) -> str:
+    """The node whose output is the logits: the softmax's input where a spec ends in one."""
+    out = graph.output
+    node = graph.node(out)
+    return node.inputs[0] if node.op.name in ("softmax", "log_softmax") else out
+
+
+def compare(entry: Entry, batch: int, seed: int) -> Row:
+    """Run one model through both and measure how far the logits are apart."""
+    start = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    model = torch_model(entry, rng)
+    torch_params = sum(
+        p.numel()
+        for n, p in model.named_parameters()
+        if not n.startswith(("aux", "AuxLogits"))  # torchvision's count is at inference
+    )
+    order = execution_order(model, entry.size)
+    graph = build_graph(SPECS / f"{entry.spec}.arch")
+    report = build_report(graph)
+    params, state, _ = carry_over(graph, order)
+
+    x = rng.standard_normal((batch, entry.size, entry.size, 3), dtype=np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+    del model, order
+    gc.collect()
+
+    compiled = compile_graph(graph)
+    logits_node = _logits_node(graph)
+    if logits_node == graph.output:
+        got, _ = compiled.apply(params, state, x)
+    else:
+        outs, _ = compiled.apply(params, state, x, intermediates=True)
+        got = outs[logits_node]
+    got = np.asarray(got)
+    relative = float(np.max(np.abs(got - expected)) / np.max(np.abs(expected)))
+    return Row(
+        spec=entry.spec,
+        torch_params=torch_params,
+        params=report.inference_params,
+        gmacs=entry.gmacs,
+        macs=report.macs,
+        relative=relative,
+        argmax_equal=bool(np.all(got.argmax(-1) == expected.argmax(-1))),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _table(rows: list[Row]) -> str:
+    lines = [
+        "| architecture | params torchvision | params archdsl | GMACs published | GMACs archdsl "
+        "| max rel. diff of logits | argmax | ok |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for r in rows:
+        published = f"{r.gmacs:.2f}" if r.gmacs is not None else "-"
+        lines.append(
+            f"| {r.spec} | {r.torch_params:,} | {r.params:,} | {published} | {r.macs / 1e9:.3f} "
+            f"| {r.relative:.1e} | {'equal' if r.argmax_equal else 'DIFFERS'} "
+            f"| {'yes' if r.ok else 'NO'} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="*", help="specs to check (default: all)")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--list", action="store_true", help="list the specs and exit")
+    args = parser.parse_args(argv)
+    entries = {e.spec: e for e in ZOO}
+    if args.list:
+        print("\n".join(entries))
+        return 0
+    unknown = sorted(set(args.models or ()) - set(entries))
+    if unknown:
+        parser.error(f"no torchvision counterpart for {unknown}; choose from {sorted(entries)}")
+    jax.config.update("jax_default_matmul_precision", "highest")
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    rows = []
+    for spec in args.models or entries:
+        row = compare(entries[spec], args.batch, args.seed)
+        rows.append(row)
+        print(
+            f"{row.spec}: params {row.params:,} / {row.torch_params:,}, "
+            f"max rel. diff {row.relative:.1e}, {row.seconds:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+        jax.clear_caches()
+        gc.collect()
+    print(_table(rows))
+    return 0 if all(r.ok for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
