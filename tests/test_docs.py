@@ -19,6 +19,17 @@ def test_diagnostics_page_is_current() -> None:
     assert result.returncode == 0, "run `python docs/make_diagnostics.py`\n" + result.stderr
 
 
+def test_language_tables_are_current() -> None:
+    # The layers, merges and kinds tables of docs/language.md come from the op table.
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "make_language.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, "run `python docs/make_language.py`\n" + result.stderr
+
+
 def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()

@@ -6,17 +6,24 @@ Also the worked example of docs/internals.md end to end: `hardswish`, `hardsigmo
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from archdsl.backend.model import LOWERINGS, compile_graph
 from archdsl.frontend import build_graph_text
 from archdsl.graph import ops
 from archdsl.lang.grammar import keywords
-from archdsl.testing import OP_STRATEGIES
+from archdsl.lang.kinds import KINDS, coerce, parse_kind, to_expr
+from archdsl.lang.parser import parse
+from archdsl.lang.values import evaluate
+from archdsl.testing import KIND_VALUES, OP_STRATEGIES
 from archdsl.tools.draw import FILLS, fill_of, to_dot
-from archdsl.tools.fmt import format_text
+from archdsl.tools.fmt import format_expr, format_text
 
 OP_CLASSES = list(ops.OPS.values())
 
@@ -89,3 +96,26 @@ def test_squeeze_and_excitation_formats_and_draws() -> None:
     dot = to_dot(build_graph_text(SE))
     assert f'fillcolor="{FILLS[ops.Merge]}"' in dot.split('"gate" [')[1].split("\n")[0]
     assert 'ordering="in"' in dot.split('"gate" [')[1].split("\n")[0]
+
+
+def test_every_attribute_kind_has_values_to_draw() -> None:
+    assert set(KIND_VALUES) == set(KINDS)
+
+
+def test_every_op_attribute_has_a_known_kind() -> None:
+    for cls in OP_CLASSES:
+        for field in dataclasses.fields(cls):
+            assert parse_kind(field.metadata["kind"])[0] in KINDS.values(), (cls.name, field.name)
+
+
+@pytest.mark.parametrize("name", sorted(KINDS))
+@given(data=st.data())
+def test_a_value_written_back_as_syntax_coerces_to_itself(name: str, data: st.DataObject) -> None:
+    spec = "enum:auto|projection" if name == "enum" else name
+    value = data.draw(KIND_VALUES[name])
+    style = data.draw(st.integers(0, 3))
+    expr = to_expr(spec, value, style)
+    assert coerce(spec, evaluate(expr, {}), "it") == value
+    # and through the printer and the parser, as a spec writes it
+    text = f"network N {{ input {format_expr(expr)} }}"
+    assert parse(text).items[0].body[0].steps[0].args[0] == expr  # type: ignore[union-attr]

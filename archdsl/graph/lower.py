@@ -24,13 +24,13 @@ from archdsl.errors import ArchError, ArchNameError, ArchValueError, raise_all
 from archdsl.graph import ops
 from archdsl.graph.ir import AuxHead, Graph, Node, ShapeCheck
 from archdsl.lang import syntax as s
+from archdsl.lang.kinds import coerce
 from archdsl.lang.loader import Program
+from archdsl.lang.numbers import MAX_DIM
 from archdsl.lang.source import Span
 from archdsl.lang.values import (
-    MAX_DIM,
     Value,
     Word,
-    coerce,
     describe,
     did_you_mean,
     evaluate,

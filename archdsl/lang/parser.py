@@ -19,8 +19,8 @@ from lark.exceptions import (
 from archdsl.errors import ArchSyntaxError, ArchValueError
 from archdsl.lang import syntax as s
 from archdsl.lang.grammar import grammar_path, lark_parser, terminal_labels
+from archdsl.lang.numbers import MAX_DIM
 from archdsl.lang.source import Source, Span
-from archdsl.lang.values import MAX_DIM
 
 MAX_SOURCE_BYTES = 8 * 1024 * 1024
 """Specs are small; a bigger file is refused before parsing."""

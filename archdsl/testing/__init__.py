@@ -51,12 +51,14 @@ from archdsl.graph.lower import select_network
 from archdsl.graph.report import build_report
 from archdsl.graph.shapes import Shape, format_shape
 from archdsl.lang import syntax as s
+from archdsl.lang.kinds import to_expr
 from archdsl.lang.loader import load_file
 from archdsl.lang.source import Source, Span
 from archdsl.lang.values import Value, evaluate
 from archdsl.tools.fmt import unparse
 
 __all__ = [
+    "KIND_VALUES",
     "MUTATIONS",
     "OP_STRATEGIES",
     "Network",
@@ -119,6 +121,21 @@ _OpStrategy: TypeAlias = Callable[[Shape, "_Limits", "int | None"], st.SearchStr
 `spatial=None`: any output; `spatial=k`: the output keeps the rank and its height
 and width are `ceil(H / k)`, `ceil(W / k)` (k = 1: keeps them); channels are free.
 """
+
+
+_SIDE = st.integers(1, 64)
+KIND_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "int": _SIDE,
+    "pair": st.tuples(_SIDE, _SIDE),
+    "shape": st.lists(_SIDE, min_size=1, max_size=3).map(tuple),
+    "padding": st.sampled_from(["same", "valid"])
+    | st.tuples(st.integers(0, 4), st.integers(0, 4)).map(lambda p: ((p[0], p[0]), (p[1], p[1]))),
+    "bool": st.booleans(),
+    "float": st.floats(0, 10, allow_nan=False).map(lambda f: round(f, 3)),
+    "enum": st.sampled_from(["auto", "projection"]),
+}
+"""Op values of each attribute kind (`lang.kinds.KINDS`), for round-trip tests; enum
+values are drawn from the choices `enum:auto|projection`."""
 
 
 @dataclass(frozen=True)
@@ -408,7 +425,7 @@ def op_call(op: ops.Op, *, style: int = 0, channels: s.Expr | None = None) -> s.
             assert channels is not None
             args.append(channels)
             continue
-        args.append(_value_expr(fields[name].metadata["kind"], values[name], style + index))
+        args.append(to_expr(fields[name].metadata["kind"], values[name], style + index))
     rest = [n for n in fields if n not in positional[: last + 1]]
     for offset, name in enumerate(rest):
         value = values[name]
@@ -423,7 +440,7 @@ def op_call(op: ops.Op, *, style: int = 0, channels: s.Expr | None = None) -> s.
             ),
             None,
         )
-        expr = _value_expr(fields[name].metadata["kind"], value, style + offset)
+        expr = to_expr(fields[name].metadata["kind"], value, style + offset)
         if flag is not None and variant:
             args.append(_name(flag))
         elif name in cls.keywords and variant:
@@ -431,29 +448,6 @@ def op_call(op: ops.Op, *, style: int = 0, channels: s.Expr | None = None) -> s.
         else:
             kwargs.append(s.Kwarg(name=_ident(name), value=expr, span=_SPAN))
     return s.Call(op=_ident(cls.name), args=tuple(args), kwargs=tuple(kwargs), span=_SPAN)
-
-
-def _value_expr(kind: str, value: Any, style: int) -> s.Expr:
-    if kind == "int":
-        return _int(value)
-    if kind == "pair":
-        if value[0] == value[1] and style % 2:
-            return _int(value[0])
-        return s.Size(value=tuple(value), span=_SPAN)
-    if kind == "shape":
-        return s.Size(value=tuple(value), span=_SPAN) if len(value) > 1 else _int(value[0])
-    if kind == "padding":
-        if isinstance(value, str):
-            return _name(value)
-        (top, _), (left, _) = value
-        return _int(top) if top == left else s.Size(value=(top, left), span=_SPAN)
-    if kind == "bool":
-        return _name("true" if value else "false")
-    if kind == "float":
-        return s.Float(value=float(value), span=_SPAN)
-    if kind.startswith("enum:"):
-        return _name(value)
-    raise AssertionError(kind)
 
 
 def _int(value: int) -> s.Int:

@@ -29,8 +29,7 @@ from typing import Final
 from archdsl.errors import ArchError
 from archdsl.graph import ops
 from archdsl.graph.ir import Graph
-from archdsl.graph.report import format_count
-from archdsl.graph.shapes import format_shape
+from archdsl.lang.numbers import format_count, format_shape
 
 
 class ArchDrawError(ArchError):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from archdsl.graph.shapes import Padding, Shape, format_shape, resolve_padding, window_out
+from archdsl.lang.kinds import parse_kind
 
 
 class ShapeRuleError(Exception):
@@ -26,11 +27,10 @@ class AttributeRuleError(Exception):
 
 
 def attr(kind: str, default: Any = dataclasses.MISSING, doc: str = "") -> Any:
-    """Declare an op attribute; `kind` tells the binder how to read the spec's value.
-
-    Kinds: `int`, `pair` (an int or `KxK`), `shape`, `padding`, `bool`, `float`,
-    `enum:a|b|c`.
+    """Declare an op attribute; `kind` (a name in `lang.kinds.KINDS`, `enum:a|b|c` for
+    words) tells the binder how to read the spec's value and the docs how to write it.
     """
+    parse_kind(kind)  # an unknown kind fails when the op is defined, not when it is used
     return field(default=default, metadata={"kind": kind, "doc": doc})
 
 
@@ -49,6 +49,8 @@ class Op:
     """Attributes that may be written `word value` (`stride 2`) as well as `word = value`."""
     flags: ClassVar[Mapping[str, tuple[str, Any]]] = {}
     """Bare words that set an attribute: `same` -> `padding = "same"`."""
+    signature: ClassVar[str] = "unchanged"
+    """The shape rule in words, for the docs' layers table: `(H, W, C) -> (C,)`."""
 
     def infer(self, *inputs: Shape) -> Shape:
         """The per-example output shape for these input shapes."""

@@ -28,6 +28,7 @@ class Conv(Op):
     """2-D convolution: `(H, W, C) -> (H', W', filters)`, kernel stored HWIO."""
 
     name = "conv"
+    signature = "`(H, W, C) -> (H', W', filters)`"
     positional = ("filters", "kernel")
     keywords = ("stride", "padding", "groups", "dilation")
     flags = {"same": ("padding", "same"), "valid": ("padding", "valid")}

@@ -15,6 +15,7 @@ class Dense(Op):
     """Affine map over the last axis: `(..., d) -> (..., units)`."""
 
     name = "dense"
+    signature = "`(..., d) -> (..., units)`"
     positional = ("units",)
     units: int = attr("int", doc="output features")
     bias: bool = attr("bool", True)

@@ -14,6 +14,7 @@ class Input(Op):
     """The network's input: `() -> shape`, per example (no batch axis)."""
 
     name = "input"
+    signature = "`() -> shape`"
     arity = 0
     positional = ("shape",)
     shape: Shape = attr("shape", doc="per-example shape, HxWxC or D")

@@ -25,6 +25,7 @@ class _Pool(Op):
     """Windowed reduction: `(H, W, C) -> (H', W', C)`; stride defaults to the window."""
 
     positional = ("window",)
+    signature = "`(H, W, C) -> (H', W', C)`"
     keywords = ("stride", "padding")
     flags = {
         "same": ("padding", "same"),
@@ -87,6 +88,7 @@ class GlobalAvgPool(Op):
     """Mean over the spatial axes: `(H, W, C) -> (C,)`."""
 
     name = "globalavgpool"
+    signature = "`(H, W, C) -> (C,)`"
 
     def infer(self, x: Shape) -> Shape:
         return (rank3(self.name, x)[2],)
@@ -98,6 +100,7 @@ class GlobalMaxPool(Op):
     """Max over the spatial axes: `(H, W, C) -> (C,)`."""
 
     name = "globalmaxpool"
+    signature = "`(H, W, C) -> (C,)`"
 
     def infer(self, x: Shape) -> Shape:
         return (rank3(self.name, x)[2],)

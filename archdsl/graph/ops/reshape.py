@@ -15,6 +15,7 @@ class Flatten(Op):
     """All axes into one: `(H, W, C) -> (H*W*C,)`."""
 
     name = "flatten"
+    signature = "`(H, W, C) -> (H*W*C,)`"
 
     def infer(self, x: Shape) -> Shape:
         return (math.prod(x),)
