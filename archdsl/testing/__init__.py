@@ -29,7 +29,8 @@ receive), never by filtering, so no example is thrown away.
 Modules: `strategies` (shapes, attribute values, ops), `model` (the generator's own
 shape and parameter model), `networks` (whole networks and spec texts), `mutations`
 (broken specs), `specs` (users' specs: ranges, `check_spec`, `check_backend`). Every
-public name is importable from `archdsl.testing`.
+public name is importable from `archdsl.testing`. May import any part but `cli`, through
+public names.
 """
 
 from __future__ import annotations
