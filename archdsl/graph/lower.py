@@ -660,6 +660,9 @@ class _Lowerer:
         return self._name_point(step.alias, out, ctx)
 
     def _merge(self, step: s.Merge, cur: str | None, ctx: _Ctx) -> str | None:
+        op_class = ops.OPS.get(step.kind)
+        if op_class is None or not issubclass(op_class, ops.Merge):
+            raise self._fail(self._not_a_merge(step, op_class), ctx)
         if cur is None:
             raise self._fail(ArchNameError(f"`{step.kind}` has no input", step.span), ctx)
         if len(step.branches) < 2:
@@ -685,9 +688,24 @@ class _Lowerer:
             if out is None:
                 raise _Skip()
             outs.append(out)
-        op: ops.Op = ops.Concat() if step.kind == "concat" else ops.Add()
+        op = op_class()
         out = self._add(local, self._node(op, tuple(outs), step.span, ctx), ctx)
         return self._name_point(step.alias, out, ctx)
+
+    def _not_a_merge(self, step: s.Merge, op_class: type[ops.Op] | None) -> ArchError:
+        """`relu { branch ... }`: only a merge (an op that joins branches) takes branches."""
+        merges = [n for n, c in ops.OPS.items() if issubclass(c, ops.Merge)]
+        definition = self.program.definitions.get(step.kind)
+        what = "an unknown name"
+        if op_class is not None:
+            what = "a layer"
+        elif definition is not None:
+            what = "a block" if isinstance(definition, s.BlockDef) else "a network"
+        return ArchNameError(
+            f"`{step.kind}` is {what}, not a merge: only a merge takes branches",
+            step.span,
+            help=did_you_mean(step.kind, merges) or f"the merges are {', '.join(merges)}",
+        )
 
     def _repeat(self, step: s.Repeat, cur: str | None, ctx: _Ctx) -> str | None:
         count = evaluate(step.count, ctx.env)

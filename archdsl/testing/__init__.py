@@ -58,6 +58,7 @@ from archdsl.tools.fmt import unparse
 
 __all__ = [
     "MUTATIONS",
+    "OP_STRATEGIES",
     "Network",
     "backend_available",
     "broken_spec_texts",
@@ -127,13 +128,14 @@ class _Limits:
     max_stride: int = 3
 
 
-_OP_STRATEGIES: dict[str, _OpStrategy] = {}
+OP_STRATEGIES: dict[type[ops.Op], _OpStrategy] = {}
+"""The strategy that draws each op class, given an input shape; a test checks none is missing."""
 
 
-def _strategy(*names: str) -> Callable[[_OpStrategy], _OpStrategy]:
+def _strategy(*classes: type[ops.Op]) -> Callable[[_OpStrategy], _OpStrategy]:
     def register(function: _OpStrategy) -> _OpStrategy:
-        for name in names:
-            _OP_STRATEGIES[name] = function
+        for cls in classes:
+            OP_STRATEGIES[cls] = function
         return function
 
     return register
@@ -178,7 +180,7 @@ def _conv(draw: Any, x: Shape, limits: _Limits, spatial: int | None) -> ops.Op:
     return ops.Conv(filters, kernel, stride, padding, bias, groups, dilation)  # type: ignore[arg-type]
 
 
-@_strategy("conv")
+@_strategy(ops.Conv)
 def _conv_strategy(x: Shape, limits: _Limits, spatial: int | None) -> st.SearchStrategy[ops.Op]:
     return _conv(x, limits, spatial) if len(x) == 3 else st.nothing()
 
@@ -204,7 +206,7 @@ def _pool(draw: Any, x: Shape, limits: _Limits, spatial: int | None, cls: type) 
     return cls(window, stride, padding, draw(st.booleans()))
 
 
-@_strategy("maxpool", "avgpool")
+@_strategy(ops.MaxPool, ops.AvgPool)
 def _pool_strategy(x: Shape, limits: _Limits, spatial: int | None) -> st.SearchStrategy[ops.Op]:
     if len(x) != 3:
         return st.nothing()
@@ -213,33 +215,33 @@ def _pool_strategy(x: Shape, limits: _Limits, spatial: int | None) -> st.SearchS
     )
 
 
-@_strategy("globalavgpool", "globalmaxpool")
+@_strategy(ops.GlobalAvgPool, ops.GlobalMaxPool)
 def _global_strategy(x: Shape, limits: _Limits, spatial: int | None) -> st.SearchStrategy[ops.Op]:
     if len(x) != 3 or spatial is not None:
         return st.nothing()
     return st.sampled_from([ops.GlobalAvgPool(), ops.GlobalMaxPool()])
 
 
-@_strategy("flatten")
+@_strategy(ops.Flatten)
 def _flatten_strategy(x: Shape, limits: _Limits, spatial: int | None) -> st.SearchStrategy[ops.Op]:
     return st.just(ops.Flatten()) if spatial is None or len(x) == 1 else st.nothing()
 
 
-@_strategy("dense")
+@_strategy(ops.Dense)
 def _dense_strategy(x: Shape, limits: _Limits, spatial: int | None) -> st.SearchStrategy[ops.Op]:
     if spatial not in (None, 1) and len(x) == 3:
         return st.nothing()
     return st.builds(ops.Dense, st.integers(1, limits.max_channels), st.booleans())
 
 
-@_strategy("dropout")
+@_strategy(ops.Dropout)
 def _dropout_strategy(x: Shape, limits: _Limits, spatial: int | None) -> st.SearchStrategy[ops.Op]:
     if spatial not in (None, 1) and len(x) == 3:
         return st.nothing()
     return st.builds(ops.Dropout, st.sampled_from([0.5, 0.0, 0.1, 0.25]))
 
 
-@_strategy("batchnorm")
+@_strategy(ops.BatchNorm)
 def _batchnorm_strategy(
     x: Shape, limits: _Limits, spatial: int | None
 ) -> st.SearchStrategy[ops.Op]:
@@ -248,7 +250,7 @@ def _batchnorm_strategy(
     return st.builds(ops.BatchNorm, st.sampled_from([1e-5, 1e-3]), st.sampled_from([0.9, 0.99]))
 
 
-@_strategy("lrn")
+@_strategy(ops.LRN)
 def _lrn_strategy(x: Shape, limits: _Limits, spatial: int | None) -> st.SearchStrategy[ops.Op]:
     if len(x) != 3 or spatial not in (None, 1):
         return st.nothing()
@@ -261,7 +263,10 @@ def _lrn_strategy(x: Shape, limits: _Limits, spatial: int | None) -> st.SearchSt
     )
 
 
-_ACTIVATIONS = sorted(name for name, cls in ops.OPS.items() if issubclass(cls, ops.Activation))
+_ACTIVATIONS = sorted(
+    (cls for cls in ops.OPS.values() if issubclass(cls, ops.Activation)), key=lambda c: c.name
+)
+_MERGES = [cls for cls in ops.OPS.values() if issubclass(cls, ops.Merge)]
 
 
 @_strategy(*_ACTIVATIONS)
@@ -270,24 +275,24 @@ def _activation_strategy(
 ) -> st.SearchStrategy[ops.Op]:
     if spatial not in (None, 1) and len(x) == 3:
         return st.nothing()
-    plain = [ops.OPS[n]() for n in _ACTIVATIONS if n != "leaky_relu"]
+    plain = [cls() for cls in _ACTIVATIONS if cls is not ops.LeakyRelu]
     return st.sampled_from(plain) | st.builds(ops.LeakyRelu, st.sampled_from([0.01, 0.1, 0.2]))
 
 
-@_strategy("input")
+@_strategy(ops.Input)
 def _input_strategy(x: Shape, limits: _Limits, spatial: int | None) -> st.SearchStrategy[ops.Op]:
     return st.just(ops.Input(x))
 
 
-@_strategy("add", "concat", "residual")
+@_strategy(*_MERGES, ops.Residual)
 def _merge_strategy(x: Shape, limits: _Limits, spatial: int | None) -> st.SearchStrategy[ops.Op]:
     """Ops that combine several operands of the shape `x` (not in `ops_for`)."""
-    return st.sampled_from([ops.Add(), ops.Concat()]) | st.builds(
+    return st.sampled_from([cls() for cls in _MERGES]) | st.builds(
         ops.Residual, st.sampled_from(ops.SHORTCUTS)
     )
 
 
-@_strategy("project", "zeropad")
+@_strategy(ops.Project, ops.ZeroPad)
 def _shortcut_strategy(x: Shape, limits: _Limits, spatial: int | None) -> st.SearchStrategy[ops.Op]:
     """The shortcut ops `insert_projections` makes (not in `ops_for`)."""
     if len(x) not in (1, 3):
@@ -335,14 +340,14 @@ def ops_for(
     limits = _Limits(max_channels, max_kernel, max_stride)
     if names is None:
         names = [n for n in ops.OPS if n not in _INTERNAL and n != "input"]
-    unknown = sorted(set(names) - set(_OP_STRATEGIES))
+    unknown = sorted(n for n in names if ops.OPS.get(n) not in OP_STRATEGIES)
     if unknown:
         raise ValueError(f"no strategy for ops {unknown}")
     seen: set[int] = set()
     choices = []
     # one choice per strategy (the ten activations are one), simplest first
     for name in sorted(names, key=_op_order):
-        function = _OP_STRATEGIES[name]
+        function = OP_STRATEGIES[ops.OPS[name]]
         if id(function) in seen:
             continue
         seen.add(id(function))
@@ -565,8 +570,7 @@ class _Model:
             return body
         if isinstance(what, _Merge):
             outs = [self.run(branch, x, env, tally) for branch in what.branches]
-            op = ops.Concat() if what.kind == "concat" else ops.Add()
-            return _infer(op, *outs)
+            return _infer(ops.OPS[what.kind](), *outs)
         if isinstance(what, _Repeat):
             for _ in range(what.count):
                 x = self.run(what.body, x, env, tally)
@@ -795,9 +799,10 @@ class _Generator:
         return _Residual(mode, body)
 
     def merge(self, x: Shape, ctx: _Context, *, keep: bool) -> _Merge:
-        kind = self.draw(st.sampled_from(["concat", "add"]))
+        # Every merge but `concat` (which sums channels) takes branches of one shape.
+        kind = self.draw(st.sampled_from([cls.name for cls in _MERGES]))
         stride = 1 if keep or len(x) == 1 else self.draw(st.integers(1, 2))
-        channels = self.draw(st.integers(1, self.limits.max_channels)) if kind == "add" else None
+        channels = self.draw(st.integers(1, self.limits.max_channels)) if kind != "concat" else None
         n = self.draw(st.integers(2, 3))
         branches = tuple(
             self.body(
