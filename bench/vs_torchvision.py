@@ -12,7 +12,8 @@ torchvision has, one model at a time:
    order they run (torch forward hooks against `graph.order()`), each pair checked by kind
    and shape; conv kernels go OIHW -> HWIO, dense kernels are transposed (and the first
    dense after a flatten has its rows reordered from CHW to HWC); an inserted shortcut
-   `project` takes torchvision's `downsample` conv and batch norm;
+   `project` takes torchvision's `downsample` conv and batch norm; a dense layer takes a 1x1
+   conv where torchvision writes squeeze-and-excitation with convs;
 3. the same input (NCHW for torch, NHWC for archdsl) goes through both, in inference mode.
 
 The table shows parameters (torchvision's count and archdsl's), multiply-accumulates
@@ -59,33 +60,37 @@ class Entry:
     torchvision: str
     size: int = 224
     gmacs: float | None = None
-    """torchvision's GFLOPS column (multiply-accumulates), None where it has none."""
+    """torchvision's GFLOPS column (multiply-accumulates), from its weights' `_ops` metadata."""
     kwargs: tuple[tuple[str, object], ...] = ()
 
 
 ZOO = [
-    Entry("alexnet", "alexnet", gmacs=0.71),
+    Entry("alexnet", "alexnet", gmacs=0.714),
     Entry("vgg16", "vgg16", gmacs=15.47),
-    Entry("vgg19_bn", "vgg19_bn", gmacs=19.63),
-    Entry("resnet18", "resnet18", gmacs=1.81),
-    Entry("resnet34", "resnet34", gmacs=3.66),
-    Entry("resnet50", "resnet50", gmacs=4.09),
-    Entry("resnet101", "resnet101", gmacs=7.80),
-    Entry("resnet152", "resnet152", gmacs=11.51),
+    Entry("vgg19_bn", "vgg19_bn", gmacs=19.632),
+    Entry("resnet18", "resnet18", gmacs=1.814),
+    Entry("resnet34", "resnet34", gmacs=3.664),
+    Entry("resnet50", "resnet50", gmacs=4.089),
+    Entry("resnet101", "resnet101", gmacs=7.801),
+    Entry("resnet152", "resnet152", gmacs=11.514),
     Entry("resnext50_32x4d", "resnext50_32x4d", gmacs=4.23),
-    Entry("wide_resnet50_2", "wide_resnet50_2", gmacs=11.40),
-    Entry("googlenet_bn", "googlenet", gmacs=1.50, kwargs=(("init_weights", True),)),
+    Entry("wide_resnet50_2", "wide_resnet50_2", gmacs=11.398),
+    Entry("googlenet_bn", "googlenet", gmacs=1.498, kwargs=(("init_weights", True),)),
     Entry(
         "inception_v3",
         "inception_v3",
         size=299,
-        gmacs=5.71,
+        gmacs=5.713,
         kwargs=(("init_weights", True), ("aux_logits", True)),
     ),
-    Entry("squeezenet1_0", "squeezenet1_0", gmacs=0.82),
-    Entry("squeezenet1_1", "squeezenet1_1", gmacs=0.35),
-    Entry("densenet121", "densenet121", gmacs=2.83),
-    Entry("mobilenet_v2", "mobilenet_v2", gmacs=0.30),
+    Entry("squeezenet1_0", "squeezenet1_0", gmacs=0.819),
+    Entry("squeezenet1_1", "squeezenet1_1", gmacs=0.349),
+    Entry("densenet121", "densenet121", gmacs=2.834),
+    Entry("mobilenet_v2", "mobilenet_v2", gmacs=0.301),
+    Entry("mobilenet_v3_large", "mobilenet_v3_large", gmacs=0.217),
+    Entry("mobilenet_v3_small", "mobilenet_v3_small", gmacs=0.057),
+    Entry("efficientnet_b0", "efficientnet_b0", gmacs=0.386),
+    Entry("shufflenet_v2_x1_0", "shufflenet_v2_x1_0", gmacs=0.145),
 ]
 
 _TORCH_KINDS = {
@@ -238,6 +243,11 @@ def carry_over(
         if kind == "conv":
             torch_name, module = take("conv", name)
             params[name] = _conv_leaves(module)
+        elif kind == "dense" and queue and isinstance(queue[0][1], torch.nn.Conv2d):
+            # squeeze-and-excitation: torchvision's 1x1 convs on a 1x1 map are dense layers
+            torch_name, module = take("conv", name)
+            leaves = _conv_leaves(module)
+            params[name] = {**leaves, "kernel": leaves["kernel"][0, 0]}
         elif kind == "dense":
             torch_name, module = take("dense", name)
             params[name] = _dense_leaves(graph, name, module)
