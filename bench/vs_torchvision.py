@@ -62,6 +62,8 @@ class Entry:
     gmacs: float | None = None
     """torchvision's GFLOPS column (multiply-accumulates), from its weights' `_ops` metadata."""
     kwargs: tuple[tuple[str, object], ...] = ()
+    shortcut_first: bool = False
+    """torchvision runs the residual projection before the body (RegNet's `proj`)."""
 
 
 ZOO = [
@@ -91,6 +93,7 @@ ZOO = [
     Entry("mobilenet_v3_small", "mobilenet_v3_small", gmacs=0.057),
     Entry("efficientnet_b0", "efficientnet_b0", gmacs=0.386),
     Entry("shufflenet_v2_x1_0", "shufflenet_v2_x1_0", gmacs=0.145),
+    Entry("regnet_y_400mf", "regnet_y_400mf", gmacs=0.402, shortcut_first=True),
 ]
 
 _TORCH_KINDS = {
@@ -206,8 +209,30 @@ def _dense_leaves(graph: Graph, name: str, linear: torch.nn.Linear) -> dict[str,
     return leaves
 
 
+def archdsl_order(graph: Graph, shortcut_first: bool) -> list[str]:
+    """archdsl's nodes in the order torchvision runs their counterparts.
+
+    `graph.order()` runs an inserted shortcut projection after the residual body, as
+    torchvision's ResNet runs `downsample`; RegNet runs its `proj` before the body, so
+    with `shortcut_first` each projection moves before the first node of its body.
+    """
+    order = list(graph.order())
+    if not shortcut_first:
+        return order
+    for name in [n for n in order if graph.node(n).op.name == "project"]:
+        (source,) = graph.node(name).inputs
+        (residual,) = graph.users(name)
+        body_out = next(i for i in graph.node(residual).inputs if i != name)
+        body = graph.ancestors(body_out) - graph.ancestors(source) - {source}
+        body.add(body_out)
+        order.remove(name)
+        first = min(order.index(n) for n in body)
+        order.insert(first, name)
+    return order
+
+
 def carry_over(
-    graph: Graph, order: list[tuple[str, torch.nn.Module]]
+    graph: Graph, order: list[tuple[str, torch.nn.Module]], *, shortcut_first: bool = False
 ) -> tuple[dict, dict, list[tuple[str, str]]]:
     """archdsl params and state from torchvision's modules, paired in execution order.
 
@@ -233,7 +258,7 @@ def carry_over(
             )
         return torch_name, module
 
-    for name in graph.order():
+    for name in archdsl_order(graph, shortcut_first):
         node = graph.node(name)
         in_shapes = tuple(graph.node(i).shape for i in node.inputs)
         expected = node.op.param_shapes(*in_shapes)
@@ -243,6 +268,8 @@ def carry_over(
         if kind == "conv":
             torch_name, module = take("conv", name)
             params[name] = _conv_leaves(module)
+            if tuple(module.stride) != node.op.stride or module.groups != node.op.groups:
+                raise ValueError(f"`{name}`: `{torch_name}` has another stride or groups")
         elif kind == "dense" and queue and isinstance(queue[0][1], torch.nn.Conv2d):
             # squeeze-and-excitation: torchvision's 1x1 convs on a 1x1 map are dense layers
             torch_name, module = take("conv", name)
@@ -322,7 +349,7 @@ def compare(entry: Entry, batch: int, seed: int) -> Row:
     order = execution_order(model, entry.size)
     graph = build_graph(SPECS / f"{entry.spec}.arch")
     report = build_report(graph)
-    params, state, _ = carry_over(graph, order)
+    params, state, _ = carry_over(graph, order, shortcut_first=entry.shortcut_first)
 
     x = rng.standard_normal((batch, entry.size, entry.size, 3), dtype=np.float32)
     nchw = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())

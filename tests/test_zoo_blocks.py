@@ -136,14 +136,24 @@ def test_inverted_residual_with_hardswish_and_se_computes_as_numpy():
     out, _ = model.apply(params, state, x)
     p = jax.tree.map(np.asarray, params)
 
-    h = _hardswish(_bn(x @ p["b.expand.conv"]["kernel"][0, 0], p["b.expand.bn.batchnorm"], state["b.expand.bn.batchnorm"]))
+    h = _hardswish(
+        _bn(
+            x @ p["b.expand.conv"]["kernel"][0, 0],
+            p["b.expand.bn.batchnorm"],
+            state["b.expand.bn.batchnorm"],
+        )
+    )
     h = _depthwise3x3(h, p["b.depthwise.conv"]["kernel"])
     h = _hardswish(_bn(h, p["b.depthwise.bn.batchnorm"], state["b.depthwise.bn.batchnorm"]))
     fc1, fc2 = p["b.se.multiply.scale.fc1"], p["b.se.multiply.scale.fc2"]
     squeeze = np.maximum(h.mean(axis=(1, 2)) @ fc1["kernel"] + fc1["bias"], 0)
     gate = np.clip((squeeze @ fc2["kernel"] + fc2["bias"]) + 3, 0, 6) / 6
     h = h * gate[:, None, None, :]
-    h = _bn(h @ p["b.project.conv"]["kernel"][0, 0], p["b.project.bn.batchnorm"], state["b.project.bn.batchnorm"])
+    h = _bn(
+        h @ p["b.project.conv"]["kernel"][0, 0],
+        p["b.project.bn.batchnorm"],
+        state["b.project.bn.batchnorm"],
+    )
     np.testing.assert_allclose(np.asarray(out), h + x, rtol=1e-4, atol=1e-4)
     assert fc1["kernel"].shape == (24, 8)  # make_divisible(24 // 4) = 8
 
