@@ -18,8 +18,11 @@ torchvision has, one model at a time:
 
 The table shows parameters (torchvision's count and archdsl's), multiply-accumulates
 (torchvision's published GFLOPS column and archdsl's report), and the largest difference
-between the logits relative to the largest logit; a row passes when that is at most 1e-5
-and the argmax agrees on every example. The exit status is 1 if any row fails.
+between the logits relative to the largest logit, against torchvision in float32 and in
+float64. A row passes when the float32 difference is at most 1e-5 and the argmax agrees on
+every example; where float32 itself is further than that from the float64 answer (the
+deepest networks), it passes as `float32 noise` when archdsl is within twice torchvision's
+own float32 error. The exit status is 1 if any row fails.
 
 The name and layout mapping lives here until `archdsl import-weights` makes it a product
 feature.
@@ -94,12 +97,17 @@ ZOO = [
     Entry("efficientnet_b0", "efficientnet_b0", gmacs=0.386),
     Entry("shufflenet_v2_x1_0", "shufflenet_v2_x1_0", gmacs=0.145),
     Entry("regnet_y_400mf", "regnet_y_400mf", gmacs=0.402, shortcut_first=True),
+    Entry("convnext_tiny", "convnext_tiny", gmacs=4.456),
 ]
 
 _TORCH_KINDS = {
     torch.nn.Conv2d: "conv",
     torch.nn.BatchNorm2d: "batchnorm",
     torch.nn.Linear: "dense",
+    torch.nn.LayerNorm: "layernorm",
+    torchvision.models.convnext.LayerNorm2d: "layernorm",
+    # ConvNeXt's block holds its layer scale itself; its hook fires after its children run
+    torchvision.models.convnext.CNBlock: "layerscale",
 }
 
 
@@ -112,6 +120,12 @@ def torch_model(entry: Entry, rng: np.random.Generator) -> torch.nn.Module:
     model = torchvision.models.get_model(entry.torchvision, weights=None, **dict(entry.kwargs))
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0.0, 0.1)
+            if isinstance(module, torchvision.models.convnext.CNBlock):
+                module.layer_scale.uniform_(0.2, 1.0)  # 1e-6 would hide the block
         for bn in bns:
             bn.weight.uniform_(0.5, 1.5)
             bn.bias.normal_(0.0, 0.1)
@@ -287,6 +301,12 @@ def carry_over(
             params[name], state[name] = _bn_leaves(bn)
             params[name]["kernel"] = _conv_leaves(conv)["kernel"]
             torch_name = f"{torch_name} + {bn_name}"
+        elif kind == "layernorm":
+            torch_name, module = take("layernorm", name)
+            params[name] = {"scale": _numpy(module.weight), "bias": _numpy(module.bias)}
+        elif kind == "layerscale":
+            torch_name, module = take("layerscale", name)
+            params[name] = {"scale": _numpy(module.layer_scale).reshape(-1)}
         else:
             raise ValueError(f"`{name}`: no torchvision counterpart for `{kind}`")
         got = {leaf: tuple(a.shape) for leaf, a in params[name].items()}
@@ -320,8 +340,16 @@ class Row:
     seconds: float
 
     @property
-    def ok(self) -> bool:
-        return self.torch_params == self.params and self.relative <= TOLERANCE and self.argmax_equal
+    def status(self) -> str:
+        """`yes` within 1e-5; `float32 noise` where float32 itself is further from the exact
+        answer than that (archdsl within twice torchvision's own float32 error); else `NO`."""
+        if self.torch_params != self.params or not self.argmax_equal:
+            return "NO"
+        if self.relative <= TOLERANCE:
+            return "yes"
+        if self.torch_exact > TOLERANCE / 2 and self.relative_exact <= 2 * self.torch_exact:
+            return "float32 noise"
+        return "NO"
 
 
 def _relative(a: np.ndarray, b: np.ndarray) -> float:
@@ -393,7 +421,7 @@ def _table(rows: list[Row]) -> str:
             f"| {r.spec} | {r.torch_params:,} | {r.params:,} | {published} | {r.macs / 1e9:.3f} "
             f"| {r.relative:.1e} | {r.relative_exact:.1e} | {r.torch_exact:.1e} "
             f"| {'equal' if r.argmax_equal else 'DIFFERS'} "
-            f"| {'yes' if r.ok else 'NO'} |"
+            f"| {r.status} |"
         )
     return "\n".join(lines)
 
@@ -428,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         jax.clear_caches()
         gc.collect()
     print(_table(rows))
-    return 0 if all(r.ok for r in rows) else 1
+    return 0 if all(r.status != "NO" for r in rows) else 1
 
 
 if __name__ == "__main__":

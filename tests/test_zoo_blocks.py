@@ -96,6 +96,29 @@ def test_droppath_needs_a_key_in_training():
         model.apply(params, state, x, train=True)
 
 
+# layer norm and layer scale (ConvNeXt) -------------------------------------------------------
+
+
+def test_layer_norm_and_layer_scale_compute_as_numpy():
+    text = (
+        "network N {\n    input 3x3x6\n    layernorm eps = 1e-6 as ln -> layerscale 0.5 as ls\n}\n"
+    )
+    x = RNG.normal(size=(2, 3, 3, 6)).astype(np.float32) * 4 + 1
+    model = compile_graph(build_graph_text(text))
+    params, state = model.init(jax.random.key(0))
+    np.testing.assert_array_equal(np.asarray(params["ls"]["scale"]), np.full(6, 0.5, np.float32))
+    params = {
+        "ln": {"scale": RNG.uniform(0.5, 1.5, 6), "bias": RNG.normal(size=6)},
+        "ls": {"scale": RNG.uniform(0.5, 1.5, 6)},
+    }
+    params = jax.tree.map(lambda a: np.asarray(a, np.float32), params)
+    out, _ = model.apply(params, state, x)
+    mean = x.mean(axis=-1, keepdims=True)
+    normed = (x - mean) / np.sqrt(x.var(axis=-1, keepdims=True) + 1e-6)
+    expected = (normed * params["ln"]["scale"] + params["ln"]["bias"]) * params["ls"]["scale"]
+    np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-5, atol=1e-5)
+
+
 # an inverted residual with hardswish and squeeze-and-excitation ---------------------------
 
 BNECK = """\

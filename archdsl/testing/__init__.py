@@ -275,6 +275,24 @@ def _batchnorm_strategy(
     return st.builds(ops.BatchNorm, st.sampled_from([1e-5, 1e-3]), st.sampled_from([0.9, 0.99]))
 
 
+@_strategy(ops.LayerNorm)
+def _layernorm_strategy(
+    x: Shape, limits: _Limits, spatial: int | None
+) -> st.SearchStrategy[ops.Op]:
+    if spatial not in (None, 1) and len(x) == 3:
+        return st.nothing()
+    return st.builds(ops.LayerNorm, st.sampled_from([1e-5, 1e-6]))
+
+
+@_strategy(ops.LayerScale)
+def _layerscale_strategy(
+    x: Shape, limits: _Limits, spatial: int | None
+) -> st.SearchStrategy[ops.Op]:
+    if spatial not in (None, 1) and len(x) == 3:
+        return st.nothing()
+    return st.builds(ops.LayerScale, st.sampled_from([1e-6, 0.1, 1.0]))
+
+
 @_strategy(ops.LRN)
 def _lrn_strategy(x: Shape, limits: _Limits, spatial: int | None) -> st.SearchStrategy[ops.Op]:
     if len(x) != 3 or spatial not in (None, 1):

@@ -61,6 +61,8 @@ FILLS: Final[dict[type[ops.Op], str]] = {
     ops.Dense: "#fff2cc",
     ops.BatchNorm: "#eeeeee",
     ops.LRN: "#eeeeee",
+    ops.LayerNorm: "#eeeeee",
+    ops.LayerScale: "#eeeeee",
     ops.Dropout: "#eeeeee",
     ops.DropPath: "#eeeeee",
     ops.Split: "#f3f3f3",

@@ -25,7 +25,7 @@ from archdsl.graph.ops.pool import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPoo
 from archdsl.graph.ops.reshape import Flatten
 from archdsl.graph.ops.dense import Dense, Dropout
 from archdsl.graph.ops.stochastic import DropPath
-from archdsl.graph.ops.norm import LRN, BatchNorm
+from archdsl.graph.ops.norm import LRN, BatchNorm, LayerNorm, LayerScale
 from archdsl.graph.ops.activation import (
     Activation,
     Elu,
@@ -70,6 +70,8 @@ __all__ = [
     "Hardswish",
     "Identity",
     "Input",
+    "LayerNorm",
+    "LayerScale",
     "LeakyRelu",
     "LogSoftmax",
     "MaxPool",
