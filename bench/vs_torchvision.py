@@ -12,13 +12,17 @@ torchvision has, one model at a time:
    order they run (torch forward hooks against `graph.order()`), each pair checked by kind
    and shape; conv kernels go OIHW -> HWIO, dense kernels are transposed (and the first
    dense after a flatten has its rows reordered from CHW to HWC); an inserted shortcut
-   `project` takes torchvision's `downsample` conv and batch norm;
+   `project` takes torchvision's `downsample` conv and batch norm; a dense layer takes a 1x1
+   conv where torchvision writes squeeze-and-excitation with convs;
 3. the same input (NCHW for torch, NHWC for archdsl) goes through both, in inference mode.
 
 The table shows parameters (torchvision's count and archdsl's), multiply-accumulates
 (torchvision's published GFLOPS column and archdsl's report), and the largest difference
-between the logits relative to the largest logit; a row passes when that is at most 1e-5
-and the argmax agrees on every example. The exit status is 1 if any row fails.
+between the logits relative to the largest logit, against torchvision in float32 and in
+float64. A row passes when the float32 difference is at most 1e-5 and the argmax agrees on
+every example; where float32 itself is further than that from the float64 answer (the
+deepest networks), it passes as `float32 noise` when archdsl is within twice torchvision's
+own float32 error. The exit status is 1 if any row fails.
 
 The name and layout mapping lives here until `archdsl import-weights` makes it a product
 feature.
@@ -59,39 +63,51 @@ class Entry:
     torchvision: str
     size: int = 224
     gmacs: float | None = None
-    """torchvision's GFLOPS column (multiply-accumulates), None where it has none."""
+    """torchvision's GFLOPS column (multiply-accumulates), from its weights' `_ops` metadata."""
     kwargs: tuple[tuple[str, object], ...] = ()
+    shortcut_first: bool = False
+    """torchvision runs the residual projection before the body (RegNet's `proj`)."""
 
 
 ZOO = [
-    Entry("alexnet", "alexnet", gmacs=0.71),
+    Entry("alexnet", "alexnet", gmacs=0.714),
     Entry("vgg16", "vgg16", gmacs=15.47),
-    Entry("vgg19_bn", "vgg19_bn", gmacs=19.63),
-    Entry("resnet18", "resnet18", gmacs=1.81),
-    Entry("resnet34", "resnet34", gmacs=3.66),
-    Entry("resnet50", "resnet50", gmacs=4.09),
-    Entry("resnet101", "resnet101", gmacs=7.80),
-    Entry("resnet152", "resnet152", gmacs=11.51),
+    Entry("vgg19_bn", "vgg19_bn", gmacs=19.632),
+    Entry("resnet18", "resnet18", gmacs=1.814),
+    Entry("resnet34", "resnet34", gmacs=3.664),
+    Entry("resnet50", "resnet50", gmacs=4.089),
+    Entry("resnet101", "resnet101", gmacs=7.801),
+    Entry("resnet152", "resnet152", gmacs=11.514),
     Entry("resnext50_32x4d", "resnext50_32x4d", gmacs=4.23),
-    Entry("wide_resnet50_2", "wide_resnet50_2", gmacs=11.40),
-    Entry("googlenet_bn", "googlenet", gmacs=1.50, kwargs=(("init_weights", True),)),
+    Entry("wide_resnet50_2", "wide_resnet50_2", gmacs=11.398),
+    Entry("googlenet_bn", "googlenet", gmacs=1.498, kwargs=(("init_weights", True),)),
     Entry(
         "inception_v3",
         "inception_v3",
         size=299,
-        gmacs=5.71,
+        gmacs=5.713,
         kwargs=(("init_weights", True), ("aux_logits", True)),
     ),
-    Entry("squeezenet1_0", "squeezenet1_0", gmacs=0.82),
-    Entry("squeezenet1_1", "squeezenet1_1", gmacs=0.35),
-    Entry("densenet121", "densenet121", gmacs=2.83),
-    Entry("mobilenet_v2", "mobilenet_v2", gmacs=0.30),
+    Entry("squeezenet1_0", "squeezenet1_0", gmacs=0.819),
+    Entry("squeezenet1_1", "squeezenet1_1", gmacs=0.349),
+    Entry("densenet121", "densenet121", gmacs=2.834),
+    Entry("mobilenet_v2", "mobilenet_v2", gmacs=0.301),
+    Entry("mobilenet_v3_large", "mobilenet_v3_large", gmacs=0.217),
+    Entry("mobilenet_v3_small", "mobilenet_v3_small", gmacs=0.057),
+    Entry("efficientnet_b0", "efficientnet_b0", gmacs=0.386),
+    Entry("shufflenet_v2_x1_0", "shufflenet_v2_x1_0", gmacs=0.145),
+    Entry("regnet_y_400mf", "regnet_y_400mf", gmacs=0.402, shortcut_first=True),
+    Entry("convnext_tiny", "convnext_tiny", gmacs=4.456),
 ]
 
 _TORCH_KINDS = {
     torch.nn.Conv2d: "conv",
     torch.nn.BatchNorm2d: "batchnorm",
     torch.nn.Linear: "dense",
+    torch.nn.LayerNorm: "layernorm",
+    torchvision.models.convnext.LayerNorm2d: "layernorm",
+    # ConvNeXt's block holds its layer scale itself; its hook fires after its children run
+    torchvision.models.convnext.CNBlock: "layerscale",
 }
 
 
@@ -104,6 +120,12 @@ def torch_model(entry: Entry, rng: np.random.Generator) -> torch.nn.Module:
     model = torchvision.models.get_model(entry.torchvision, weights=None, **dict(entry.kwargs))
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0.0, 0.1)
+            if isinstance(module, torchvision.models.convnext.CNBlock):
+                module.layer_scale.uniform_(0.2, 1.0)  # 1e-6 would hide the block
         for bn in bns:
             bn.weight.uniform_(0.5, 1.5)
             bn.bias.normal_(0.0, 0.1)
@@ -201,8 +223,30 @@ def _dense_leaves(graph: Graph, name: str, linear: torch.nn.Linear) -> dict[str,
     return leaves
 
 
+def archdsl_order(graph: Graph, shortcut_first: bool) -> list[str]:
+    """archdsl's nodes in the order torchvision runs their counterparts.
+
+    `graph.order()` runs an inserted shortcut projection after the residual body, as
+    torchvision's ResNet runs `downsample`; RegNet runs its `proj` before the body, so
+    with `shortcut_first` each projection moves before the first node of its body.
+    """
+    order = list(graph.order())
+    if not shortcut_first:
+        return order
+    for name in [n for n in order if graph.node(n).op.name == "project"]:
+        (source,) = graph.node(name).inputs
+        (residual,) = graph.users(name)
+        body_out = next(i for i in graph.node(residual).inputs if i != name)
+        body = graph.ancestors(body_out) - graph.ancestors(source) - {source}
+        body.add(body_out)
+        order.remove(name)
+        first = min(order.index(n) for n in body)
+        order.insert(first, name)
+    return order
+
+
 def carry_over(
-    graph: Graph, order: list[tuple[str, torch.nn.Module]]
+    graph: Graph, order: list[tuple[str, torch.nn.Module]], *, shortcut_first: bool = False
 ) -> tuple[dict, dict, list[tuple[str, str]]]:
     """archdsl params and state from torchvision's modules, paired in execution order.
 
@@ -228,7 +272,7 @@ def carry_over(
             )
         return torch_name, module
 
-    for name in graph.order():
+    for name in archdsl_order(graph, shortcut_first):
         node = graph.node(name)
         in_shapes = tuple(graph.node(i).shape for i in node.inputs)
         expected = node.op.param_shapes(*in_shapes)
@@ -238,6 +282,13 @@ def carry_over(
         if kind == "conv":
             torch_name, module = take("conv", name)
             params[name] = _conv_leaves(module)
+            if tuple(module.stride) != node.op.stride or module.groups != node.op.groups:
+                raise ValueError(f"`{name}`: `{torch_name}` has another stride or groups")
+        elif kind == "dense" and queue and isinstance(queue[0][1], torch.nn.Conv2d):
+            # squeeze-and-excitation: torchvision's 1x1 convs on a 1x1 map are dense layers
+            torch_name, module = take("conv", name)
+            leaves = _conv_leaves(module)
+            params[name] = {**leaves, "kernel": leaves["kernel"][0, 0]}
         elif kind == "dense":
             torch_name, module = take("dense", name)
             params[name] = _dense_leaves(graph, name, module)
@@ -250,6 +301,12 @@ def carry_over(
             params[name], state[name] = _bn_leaves(bn)
             params[name]["kernel"] = _conv_leaves(conv)["kernel"]
             torch_name = f"{torch_name} + {bn_name}"
+        elif kind == "layernorm":
+            torch_name, module = take("layernorm", name)
+            params[name] = {"scale": _numpy(module.weight), "bias": _numpy(module.bias)}
+        elif kind == "layerscale":
+            torch_name, module = take("layerscale", name)
+            params[name] = {"scale": _numpy(module.layer_scale).reshape(-1)}
         else:
             raise ValueError(f"`{name}`: no torchvision counterpart for `{kind}`")
         got = {leaf: tuple(a.shape) for leaf, a in params[name].items()}
@@ -283,8 +340,16 @@ class Row:
     seconds: float
 
     @property
-    def ok(self) -> bool:
-        return self.torch_params == self.params and self.relative <= TOLERANCE and self.argmax_equal
+    def status(self) -> str:
+        """`yes` within 1e-5; `float32 noise` where float32 itself is further from the exact
+        answer than that (archdsl within twice torchvision's own float32 error); else `NO`."""
+        if self.torch_params != self.params or not self.argmax_equal:
+            return "NO"
+        if self.relative <= TOLERANCE:
+            return "yes"
+        if self.torch_exact > TOLERANCE / 2 and self.relative_exact <= 2 * self.torch_exact:
+            return "float32 noise"
+        return "NO"
 
 
 def _relative(a: np.ndarray, b: np.ndarray) -> float:
@@ -312,7 +377,7 @@ def compare(entry: Entry, batch: int, seed: int) -> Row:
     order = execution_order(model, entry.size)
     graph = build_graph(SPECS / f"{entry.spec}.arch")
     report = build_report(graph)
-    params, state, _ = carry_over(graph, order)
+    params, state, _ = carry_over(graph, order, shortcut_first=entry.shortcut_first)
 
     x = rng.standard_normal((batch, entry.size, entry.size, 3), dtype=np.float32)
     nchw = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
@@ -356,7 +421,7 @@ def _table(rows: list[Row]) -> str:
             f"| {r.spec} | {r.torch_params:,} | {r.params:,} | {published} | {r.macs / 1e9:.3f} "
             f"| {r.relative:.1e} | {r.relative_exact:.1e} | {r.torch_exact:.1e} "
             f"| {'equal' if r.argmax_equal else 'DIFFERS'} "
-            f"| {'yes' if r.ok else 'NO'} |"
+            f"| {r.status} |"
         )
     return "\n".join(lines)
 
@@ -391,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         jax.clear_caches()
         gc.collect()
     print(_table(rows))
-    return 0 if all(r.ok for r in rows) else 1
+    return 0 if all(r.status != "NO" for r in rows) else 1
 
 
 if __name__ == "__main__":

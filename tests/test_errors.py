@@ -69,6 +69,35 @@ CASES: list[tuple[str, str, str, str, str]] = [
         "",
     ),
     (
+        "split_uneven",
+        "network N {\n    input 4x4x6\n    split 4\n}\n",
+        "3:5",
+        "`split`: cannot split 6 channels into 4 equal groups (input 4x4x6): "
+        "6 is not divisible by 4",
+        "gets 4x4x6 from `input`",
+    ),
+    (
+        "split_index",
+        "network N {\n    input 4x4x6\n    split 2 index 2\n}\n",
+        "3:5",
+        "`split` index must be in 0..1 for 2 parts, got 2",
+        "",
+    ),
+    (
+        "shuffle_uneven",
+        "network N {\n    input 4x4x6\n    shuffle 4\n}\n",
+        "3:5",
+        "`shuffle`: cannot shuffle 6 channels into 4 equal groups",
+        "",
+    ),
+    (
+        "droppath_rate",
+        "network N {\n    input 4x4x6\n    droppath 1.0\n}\n",
+        "3:5",
+        "`droppath` rate must be in [0, 1), got 1.0",
+        "",
+    ),
+    (
         "unclosed",
         "network N {\n    input 28x28x1\n    conv 8 3x3\n",
         "3:15",

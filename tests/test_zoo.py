@@ -2,7 +2,7 @@
 
 Front end only (parse, lower, passes, report): no arrays. Parameter counts are exact at
 1000 classes; multiply-accumulates are within 2% of torchvision's GFLOPS column (which
-counts multiply-accumulates, to two or three significant digits).
+counts multiply-accumulates), taken to three decimals from its weights' metadata (`_ops`).
 """
 
 from __future__ import annotations
@@ -19,14 +19,20 @@ SPEC_DIR = Path(__file__).resolve().parents[1] / "specs"
 
 # spec, parameters as torchvision counts them (at inference), GMACs at its input size.
 ZOO = [
-    ("squeezenet1_0", 1_248_424, 0.82),
-    ("squeezenet1_1", 1_235_496, 0.35),
-    ("mobilenet_v2", 3_504_872, 0.30),
+    ("squeezenet1_0", 1_248_424, 0.819),
+    ("squeezenet1_1", 1_235_496, 0.349),
+    ("mobilenet_v2", 3_504_872, 0.301),
+    ("mobilenet_v3_large", 5_483_032, 0.217),
+    ("mobilenet_v3_small", 2_542_856, 0.057),
+    ("efficientnet_b0", 5_288_548, 0.386),
+    ("shufflenet_v2_x1_0", 2_278_604, 0.145),
     ("resnext50_32x4d", 25_028_904, 4.23),
-    ("wide_resnet50_2", 68_883_240, 11.40),
-    ("vgg19_bn", 143_678_248, 19.63),
-    ("densenet121", 7_978_856, 2.83),
-    ("inception_v3", 23_834_568, 5.71),
+    ("wide_resnet50_2", 68_883_240, 11.398),
+    ("vgg19_bn", 143_678_248, 19.632),
+    ("densenet121", 7_978_856, 2.834),
+    ("inception_v3", 23_834_568, 5.713),
+    ("regnet_y_400mf", 4_344_144, 0.402),
+    ("convnext_tiny", 28_589_128, 4.456),
 ]
 
 
@@ -71,3 +77,27 @@ def test_resnext_groups_its_3x3_convs_in_32():
     rows = {r.name: r for r in report_of("resnext50_32x4d").rows}
     assert rows["layer1.0.conv2"].params == 3 * 3 * (128 // 32) * 128
     assert rows["layer1.0.conv2"].attrs.endswith("groups 32 no bias")
+
+
+def test_mobilenet_v3_squeezes_to_a_quarter_rounded_to_8():
+    rows = {r.name: r for r in report_of("mobilenet_v3_large").rows}
+    # 72 expanded channels: make_divisible(72 // 4) = 24, as torchvision
+    assert rows["f4.se.multiply.scale.fc1"].shape == (24,)
+    assert rows["f4.se.multiply"].shape == (28, 28, 72)
+    assert rows["f12.se.multiply.scale.fc1"].shape == (168,)
+
+
+def test_efficientnet_drops_paths_at_a_rate_growing_to_0_2():
+    graph = build_graph(SPEC_DIR / "efficientnet_b0.arch")
+    rates = [graph.node(n).op.rate for n in graph.order() if graph.node(n).op.name == "droppath"]
+    assert rates == pytest.approx([0.2 * i / 16 for i in (2, 4, 6, 7, 9, 10, 12, 13, 14)])
+    # the SE of a block is a quarter of its input width, not of the expanded width
+    assert graph.node("b2.se.multiply.scale.fc1").shape == (4,)
+
+
+def test_shufflenet_units_keep_half_and_shuffle():
+    rows = {r.name: r for r in report_of("shufflenet_v2_x1_0").rows}
+    assert rows["stage2.1.concat.branch1.keep"].shape == (28, 28, 58)
+    assert rows["stage2.1.concat"].shape == rows["stage2.1.shuffle"].shape == (28, 28, 116)
+    # nothing in the unit but its convolutions and batch norms has parameters
+    assert rows["stage2.1.shuffle"].params == rows["stage2.1.concat.branch1.keep"].params == 0

@@ -149,9 +149,11 @@ def compile_graph(graph: Graph, *, dtype: str = "float32") -> CompiledModel:
                 + (", ..." if len(missing) > 5 else ""),
                 help="build them with `model.init(key)`, or load and `check_weights` them",
             )
-        if train and key is None and any(layers[n].needs_key for n in names):
+        random = sorted({graph.node(n).op.name for n in names if layers[n].needs_key})
+        if train and key is None and random:
             raise ValueError(
-                "`dropout` needs a PRNG key when training: "
+                f"{' and '.join(f'`{r}`' for r in random)} "
+                f"need{'s' if len(random) == 1 else ''} a PRNG key when training: "
                 "apply(params, state, x, train=True, key=jax.random.key(0))"
             )
         env: dict[str, jax.Array] = {}

@@ -13,7 +13,7 @@ from archdsl.errors import ArchError
 from archdsl.graph import ops
 from archdsl.graph.shapes import Shape
 from archdsl.lang import syntax as s
-from archdsl.lang.values import Value, evaluate
+from archdsl.lang.values import INPUT, Value, evaluate
 from archdsl.testing.strategies import (
     _CHANNEL_FIELD,
 )
@@ -131,6 +131,7 @@ class _Model:
         block = self.blocks[what.block]
         inner = dict(zip(block.params, block.defaults, strict=True))
         inner.update(zip(block.params, what.args, strict=False))
+        inner[INPUT] = x  # `in.c` in the body reads the block's input
         return self.run(block.body, x, inner, tally)  # type: ignore[arg-type]
 
     def layer(self, layer: _Layer, x: Shape, env: Mapping[str, Value], tally: _Tally) -> Shape:

@@ -15,7 +15,7 @@ from archdsl.graph import ops
 from archdsl.graph.ir import Graph
 from archdsl.graph.shapes import Shape
 from archdsl.lang import syntax as s
-from archdsl.lang.values import Value
+from archdsl.lang.values import INPUT, Value
 from archdsl.testing.model import (
     _Aux,
     _Block,
@@ -182,9 +182,13 @@ class _Generator:
         channels: s.Expr | None = None
         if op.name in _CHANNEL_FIELD and ctx.channel_params and self.draw(st.booleans()):
             param = self.draw(st.sampled_from(ctx.channel_params))
-            form = self.draw(st.sampled_from(["p", "p", "p * 2", "p + 1"]))
+            form = self.draw(st.sampled_from(["p", "p", "p * 2", "p + 1", "in.c", "divisible"]))
             channels = _name(param)
-            if form != "p":
+            if form == "in.c":  # the block's input width (outside a block: invalid, skipped)
+                channels = s.InputDim(dim=_ident("c"), span=_SPAN)
+            elif form == "divisible":
+                channels = s.Func(name=_ident("make_divisible"), args=(channels,), span=_SPAN)
+            elif form != "p":
                 channels = s.BinOp(op=form[2], left=channels, right=_int(int(form[-1])), span=_SPAN)
             if isinstance(op, ops.Conv):
                 op = dataclasses.replace(op, groups=1)
@@ -234,7 +238,8 @@ class _Generator:
                 continue
             for args in (self.block_args(block), block.first_args):
                 try:
-                    self.model.run(block.body, x, self.block_env(block, args), _Tally())
+                    env = {**self.block_env(block, args), INPUT: x}
+                    self.model.run(block.body, x, env, _Tally())
                 except _Invalid:
                     continue
                 return _Call(block.name, args, self.draw(st.booleans()))
@@ -263,6 +268,7 @@ class _Generator:
         )
         block = _Block(name, params, defaults, first, (), keep)  # type: ignore[arg-type]
         env = self.block_env(block, first)
+        env[INPUT] = x  # `in.c` in the body reads the block's input
         ctx = _Context(env, params, 1, True)
         body, _ = self.body(
             x, ctx, spatial=1 if keep else None, length=self.draw(st.integers(1, 3))

@@ -200,6 +200,49 @@ def _dropout_strategy(x: Shape, limits: _Limits, spatial: int | None) -> st.Sear
     return st.builds(ops.Dropout, st.sampled_from([0.5, 0.0, 0.1, 0.25]))
 
 
+@_strategy(ops.DropPath)
+def _droppath_strategy(x: Shape, limits: _Limits, spatial: int | None) -> st.SearchStrategy[ops.Op]:
+    if spatial not in (None, 1) and len(x) == 3:
+        return st.nothing()
+    return st.builds(ops.DropPath, st.sampled_from([0.2, 0.0, 0.1, 0.5]))
+
+
+@_strategy(ops.Split)
+def _split_strategy(x: Shape, limits: _Limits, spatial: int | None) -> st.SearchStrategy[ops.Op]:
+    parts = [d for d in _divisors(x[-1]) if d > 1][:4] if x else []
+    if (spatial not in (None, 1) and len(x) == 3) or not parts:
+        return st.nothing()
+    return st.sampled_from(parts).flatmap(
+        lambda n: st.builds(ops.Split, st.just(n), st.integers(0, n - 1))
+    )
+
+
+@_strategy(ops.Shuffle)
+def _shuffle_strategy(x: Shape, limits: _Limits, spatial: int | None) -> st.SearchStrategy[ops.Op]:
+    groups = _divisors(x[-1])[:5] if x else []
+    if (spatial not in (None, 1) and len(x) == 3) or not groups:
+        return st.nothing()
+    return st.builds(ops.Shuffle, st.sampled_from(groups))
+
+
+@_strategy(ops.LayerNorm)
+def _layernorm_strategy(
+    x: Shape, limits: _Limits, spatial: int | None
+) -> st.SearchStrategy[ops.Op]:
+    if spatial not in (None, 1) and len(x) == 3:
+        return st.nothing()
+    return st.builds(ops.LayerNorm, st.sampled_from([1e-5, 1e-6]))
+
+
+@_strategy(ops.LayerScale)
+def _layerscale_strategy(
+    x: Shape, limits: _Limits, spatial: int | None
+) -> st.SearchStrategy[ops.Op]:
+    if spatial not in (None, 1) and len(x) == 3:
+        return st.nothing()
+    return st.builds(ops.LayerScale, st.sampled_from([1e-6, 0.1, 1.0]))
+
+
 @_strategy(ops.BatchNorm)
 def _batchnorm_strategy(
     x: Shape, limits: _Limits, spatial: int | None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from archdsl.backend.layer import LOWERINGS, Layer
 from archdsl.backend.lowerings import (  # noqa: F401  (each module registers its lowerings)
     activation,
+    channel,
     conv,
     dense,
     input,
@@ -17,6 +18,7 @@ from archdsl.backend.lowerings import (  # noqa: F401  (each module registers it
     pool,
     reshape,
     shortcut,
+    stochastic,
 )
 from archdsl.graph.ir import Graph
 

@@ -77,3 +77,33 @@ def _lrn(op: ops.LRN, inputs: tuple[Shape, ...], output: Shape) -> Layer:
         return x / (op.k + (op.alpha / op.size) * sums) ** op.beta
 
     return stateless(op, inputs, fn)
+
+
+@lowers(ops.LayerNorm)
+def _layernorm(op: ops.LayerNorm, inputs: tuple[Shape, ...], output: Shape) -> Layer:
+    """Normalise each position over its channels, in float32 whatever the input's dtype."""
+
+    def fn(params: Leaves, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        mean = jnp.mean(x32, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+        y = (x32 - mean) * lax.rsqrt(var + op.eps)
+        y = y * channels_last(params["scale"], x.ndim) + channels_last(params["bias"], x.ndim)
+        return y.astype(x.dtype)
+
+    return stateless(op, inputs, fn)
+
+
+@lowers(ops.LayerScale)
+def _layerscale(op: ops.LayerScale, inputs: tuple[Shape, ...], output: Shape) -> Layer:
+    (x_shape,) = inputs
+
+    def init(key: jax.Array) -> Leaves:
+        return {"scale": jnp.full((x_shape[-1],), op.init, jnp.float32)}
+
+    def apply(
+        params: Leaves, state: Leaves, xs: tuple[jax.Array, ...], mode: Mode
+    ) -> tuple[jax.Array, Leaves]:
+        return xs[0] * channels_last(params["scale"], xs[0].ndim), state
+
+    return Layer(init, apply)

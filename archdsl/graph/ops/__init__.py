@@ -1,8 +1,8 @@
 """The op table: one frozen dataclass per layer, one module per family, all in `OPS`.
 
 `base` holds `Op`, `attr`, `register` and the shared shape helpers; each family module
-(`input`, `conv`, `pool`, `reshape`, `dense`, `norm`, `activation`, `merge`, `shortcut`)
-registers its ops when imported, in this order, so `OPS` lists them as the docs do.
+(`input`, `conv`, `pool`, `reshape`, `dense`, `stochastic`, `norm`, `activation`, `channel`,
+`merge`, `shortcut`) registers its ops when imported, in this order, so `OPS` lists them as the docs do.
 Everything is re-exported here: `from archdsl.graph import ops; ops.Conv(...)`.
 """
 
@@ -24,7 +24,8 @@ from archdsl.graph.ops.conv import Conv
 from archdsl.graph.ops.pool import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
 from archdsl.graph.ops.reshape import Flatten
 from archdsl.graph.ops.dense import Dense, Dropout
-from archdsl.graph.ops.norm import LRN, BatchNorm
+from archdsl.graph.ops.stochastic import DropPath
+from archdsl.graph.ops.norm import LRN, BatchNorm, LayerNorm, LayerScale
 from archdsl.graph.ops.activation import (
     Activation,
     Elu,
@@ -41,6 +42,7 @@ from archdsl.graph.ops.activation import (
     Softmax,
     Tanh,
 )
+from archdsl.graph.ops.channel import Shuffle, Split
 from archdsl.graph.ops.merge import Add, Concat, Merge, Multiply
 from archdsl.graph.ops.shortcut import SHORTCUTS, Project, Residual, ZeroPad
 # isort: on
@@ -57,6 +59,7 @@ __all__ = [
     "Concat",
     "Conv",
     "Dense",
+    "DropPath",
     "Dropout",
     "Elu",
     "Flatten",
@@ -67,6 +70,8 @@ __all__ = [
     "Hardswish",
     "Identity",
     "Input",
+    "LayerNorm",
+    "LayerScale",
     "LeakyRelu",
     "LogSoftmax",
     "MaxPool",
@@ -78,9 +83,11 @@ __all__ = [
     "Relu6",
     "Residual",
     "ShapeRuleError",
+    "Shuffle",
     "Sigmoid",
     "Silu",
     "Softmax",
+    "Split",
     "Tanh",
     "ZeroPad",
     "attr",

@@ -1,4 +1,4 @@
-"""Normalisation: batch norm (with running statistics) and local response norm."""
+"""Normalisation: batch norm (with running statistics), layer norm, layer scale, and LRN."""
 
 from __future__ import annotations
 
@@ -64,3 +64,48 @@ class LRN(Op):
 
     def describe(self) -> str:
         return f"size {self.size}"
+
+
+@register
+@dataclass(frozen=True)
+class LayerNorm(Op):
+    """Layer normalisation over the last axis (channels), per position: shape unchanged.
+
+    As torch's `LayerNorm(C)` applied channels-last (ConvNeXt's `LayerNorm2d`): learned
+    `scale` and `bias` per channel, no running statistics.
+    """
+
+    name = "layernorm"
+    eps: float = attr("float", 1e-5)
+
+    def __post_init__(self) -> None:
+        if self.eps <= 0:
+            raise AttributeRuleError(f"`layernorm` needs eps > 0, got {self.eps}")
+
+    def infer(self, x: Shape) -> Shape:
+        return x
+
+    def param_shapes(self, x: Shape) -> dict[str, Shape]:
+        return {"scale": (x[-1],), "bias": (x[-1],)}
+
+    def describe(self) -> str:
+        return f"eps {self.eps:g}"
+
+
+@register
+@dataclass(frozen=True)
+class LayerScale(Op):
+    """A learned per-channel factor, starting at `init` (ConvNeXt, CaiT): shape unchanged."""
+
+    name = "layerscale"
+    positional = ("init",)
+    init: float = attr("float", 1e-6, "the factors' starting value")
+
+    def infer(self, x: Shape) -> Shape:
+        return x
+
+    def param_shapes(self, x: Shape) -> dict[str, Shape]:
+        return {"scale": (x[-1],)}
+
+    def describe(self) -> str:
+        return f"init {self.init:g}"
