@@ -33,6 +33,7 @@ class Split(Op):
     """
 
     name = "split"
+    signature = "`(..., C) -> (..., C / parts)`"
     positional = ("parts", "index")
     keywords = ("index",)
     parts: int = attr("int", doc="how many equal groups the channels are cut into")
