@@ -19,6 +19,7 @@ _COMMANDS = (
     "fuzz",
     "fmt",
     "lsp",
+    "plot",
 )
 """Modules of `archdsl.cli`; each has `register(subparsers)` setting `func`."""
 

@@ -63,8 +63,12 @@ def _site_here(analysis: Analysis, error: ArchError) -> Span | None:
     for site in reversed(error.trace):
         if _same_file(site.filename, analysis.filename):
             return site
-    if analysis.spec is not None:
-        for item in analysis.spec.items:
-            if isinstance(item, s.Import):
-                return item.span
-    return None
+    if analysis.spec is None:
+        return None
+    imports = [i for i in analysis.spec.items if isinstance(i, s.Import)]
+    target = Path(error.span.filename).resolve() if error.span is not None else None
+    base = Path(analysis.filename).parent
+    for item in imports:
+        if (base / item.path).resolve() == target:
+            return item.span
+    return imports[0].span if imports else None

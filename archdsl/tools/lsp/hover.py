@@ -88,7 +88,7 @@ def _layer(analysis: Analysis, call: s.Call) -> str:
     refs = analysis.layers.get(span_key(call.span), [])
     head = f"**{call.op.text}**"
     if not refs:
-        return head + "\n\nnot built: no network here reaches this layer without an error"
+        return f"{head}\n\n{_not_built(analysis)}"
     first = analysis.rows.get(refs[0])
     attrs = first.attrs if first is not None else ""
     lines = [f"{head} `{attrs}`" if attrs else head, ""]
@@ -97,6 +97,12 @@ def _layer(analysis: Analysis, call: s.Call) -> str:
         lines.append(_node_line(analysis, ref))
     lines += _more(len(refs))
     return "\n".join(lines)
+
+
+def _not_built(analysis: Analysis) -> str:
+    if not analysis.graphs:
+        return "no network in this file builds it: its shapes show in a file whose network calls it"
+    return "not built: no network here reaches it without an error (see the diagnostics)"
 
 
 def _node_line(analysis: Analysis, ref: NodeRef) -> str:
@@ -119,7 +125,7 @@ def _block_call(analysis: Analysis, call: s.Call, block: s.BlockDef) -> str:
     lines = [f"```arch\n{signature(block)}\n```", ""]
     instances = list(analysis.instances.get(span_key(call.span), {}).values())
     if not instances:
-        lines.append("not built: no network here reaches this call without an error")
+        lines.append(_not_built(analysis))
         return "\n".join(lines)
     lines += ["| instance | input | output | params | MACs |", "|---|---|---|--:|--:|"]
     for refs in instances[:MAX_ROWS]:
