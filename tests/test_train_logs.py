@@ -12,6 +12,7 @@ from PIL import Image
 from archdsl.cli import main
 from archdsl.frontend import build_graph_text
 from archdsl.train.best import epochs_since_best, keep_best, ranked, should_stop
+from archdsl.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from archdsl.train.config import ArchTrainError, TrainConfig
 from archdsl.train.data import Split, load_data
 from archdsl.train.loop import train
@@ -96,6 +97,16 @@ def test_early_stop_keep_best_and_plot(tmp_path: Path, capsys) -> None:
     assert [r["step"] for r in log if r["kind"] == "step"] == [1, 2, 3, 4, 5, 6]
     assert [r["epoch"] for r in log if r["kind"] == "epoch"] == [1, 2, 3]
     assert all(r["lr"] == pytest.approx(1e-12) for r in log)
+
+    # Resuming the finished run does not train on.
+    again = train(
+        build_graph_text(TINY, "tiny.arch"),
+        small,
+        config,
+        checkpoint_dir=tmp_path,
+        resume=load_checkpoint(tmp_path / CHECKPOINT_NAME),
+    )
+    assert again.early_stopped and again.step == result.step == 6
 
     out = tmp_path / "curves.png"
     other = tmp_path / "other"

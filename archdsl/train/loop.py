@@ -294,6 +294,13 @@ class _Run:
                 f"`--epochs {config.epochs}` asks for no more"
             )
             return self.finish(live, self.start_epoch, False)
+        if self.start.position == 0 and should_stop(self.history, config.early_stop):
+            self.out.print(
+                f"nothing to do: the checkpoint's run already stopped early "
+                f"(`--early-stop {config.early_stop}`)"
+            )
+            self.early_stopped = True
+            return self.finish(live, self.start_epoch, False)
         self.timing = Timing()
         self.live = live
         epoch = self.start_epoch
