@@ -74,22 +74,26 @@ def _analyze(text: str, filename: str) -> Analysis:
     errors: list[ArchError] = []
     base = Path(filename).parent
     try:
-        parse(text, filename)
-        source_text = text
+        program = load_text(text, filename, base=base)
     except ArchError as error:
-        errors.extend(_flatten(error))
-        source_text = _repair(text, filename)
-        analysis.recovered = True
-    if source_text is None:
-        analysis.errors = tuple(errors)
-        return analysis
-    try:
-        program = load_text(source_text, filename, base=base)
-    except ArchError as error:
-        if not analysis.recovered:
-            errors.extend(_flatten(error))
-        with contextlib.suppress(ArchError):
-            analysis.spec = parse(source_text, filename)
+        program = None
+        found = _flatten(error)
+        errors.extend(found)
+        if any(
+            isinstance(e, ArchSyntaxError) and e.span and e.span.filename == filename for e in found
+        ):
+            analysis.recovered = True
+            repaired = _repair(text, filename)
+            if repaired is not None:
+                with contextlib.suppress(ArchError):
+                    program = load_text(repaired, filename, base=base)
+                if program is None:
+                    with contextlib.suppress(ArchError):
+                        analysis.spec = parse(repaired, filename)
+        else:
+            with contextlib.suppress(ArchError):
+                analysis.spec = parse(text, filename)
+    if program is None:
         analysis.errors = tuple(errors)
         return analysis
     analysis.spec = program.main

@@ -31,12 +31,18 @@ class ArchServer(LanguageServer):
     def refresh(self, uri: str) -> Analysis:
         """Analyse the document's current text and publish its diagnostics."""
         document = self.workspace.get_text_document(uri)
-        analysis = analyze(document.source, uri_to_path(uri))
+        try:
+            analysis = analyze(document.source, uri_to_path(uri))
+            found = diagnostics(analysis)
+        except RecursionError:
+            analysis = Analysis(uri_to_path(uri), document.source)
+            found = [_whole_file("the spec nests too deeply to analyse")]
+        except Exception as error:  # a compiler bug must not take the editor's server down
+            analysis = Analysis(uri_to_path(uri), document.source)
+            found = [_whole_file(f"archdsl lsp internal error: {type(error).__name__}: {error}")]
         self.analyses[uri] = analysis
         self.text_document_publish_diagnostics(
-            types.PublishDiagnosticsParams(
-                uri=uri, diagnostics=diagnostics(analysis), version=document.version
-            )
+            types.PublishDiagnosticsParams(uri=uri, diagnostics=found, version=document.version)
         )
         return analysis
 
@@ -44,6 +50,16 @@ class ArchServer(LanguageServer):
         """The latest analysis of a document (made now if it has none yet)."""
         found = self.analyses.get(uri)
         return found if found is not None else self.refresh(uri)
+
+
+def _whole_file(message: str) -> types.Diagnostic:
+    start = types.Position(line=0, character=0)
+    return types.Diagnostic(
+        range=types.Range(start=start, end=start),
+        message=message,
+        severity=types.DiagnosticSeverity.Error,
+        source="archdsl",
+    )
 
 
 def build_server() -> ArchServer:
