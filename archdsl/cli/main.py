@@ -18,6 +18,8 @@ _COMMANDS = (
     "graph",
     "fuzz",
     "fmt",
+    "lsp",
+    "plot",
 )
 """Modules of `archdsl.cli`; each has `register(subparsers)` setting `func`."""
 
