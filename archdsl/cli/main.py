@@ -18,6 +18,7 @@ _COMMANDS = (
     "graph",
     "fuzz",
     "fmt",
+    "view",
 )
 """Modules of `archdsl.cli`; each has `register(subparsers)` setting `func`."""
 
