@@ -192,3 +192,15 @@ def test_server_follows_the_spec_and_its_imports(tmp_path: Path) -> None:
 def test_resnet152_page_stays_small() -> None:
     page = render_page(graph_payload(build_graph(SPECS / "resnet152.arch"), spec="r"))
     assert len(page.encode()) < 2_000_000
+
+
+def test_serve_on_a_busy_port_is_a_clear_error(capsys) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind((LOOPBACK, 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["view", str(SPECS / "lenet5.arch"), "--serve", "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot serve on {LOOPBACK}:{port}") and "--port" in err

@@ -19,6 +19,7 @@
   let selected = null;       // "n:NAME" or "s:NAME" or "r:NAME"
   let zoom = 1;
   let version = 0;
+  const HINT = $("details").firstElementChild.cloneNode(true);
 
   const fmt = (n) => n.toLocaleString("en-US");
   const short = (n) => {
@@ -133,7 +134,7 @@
     for (const i of nodes) {
       const n = data.nodes[i];
       t.params += n.params; t.trainable += n.trainable; t.state += n.state;
-      if (n.aux === null) t.macs += n.macs;
+      t.macs += n.macs;
       if (n.frozen) t.frozen += 1;
       if (n.inserted) t.inserted += 1;
     }
@@ -195,7 +196,7 @@
     const per = folded.slice(0, folded.length / g.count);
     const t = totals(folded);
     const b = boundary(g.nodes);
-    let title = first.aux ? "aux " + first.name : first.name;
+    let title = first.name;
     if (g.count > 1) title = first.name + " … " + data.scopes[g.scopes[g.count - 1]].name + "  ×" + g.count;
     const lines = [{ text: title, cls: "name", font: BOLD }];
     for (const w of wrap(opSummary(per), 44)) lines.push({ text: w, font: FONT });
@@ -284,7 +285,7 @@
       const sc = data.scopes[s];
       const grp = sv("g", { class: "cluster" + (sc.aux ? " aux" : "") + (selected === scopeKey(s) ? " sel" : ""), "data-scope": scopeKey(s) });
       grp.append(sv("rect", { class: "frame", x: c.x - c.width / 2, y: c.y - c.height / 2, width: c.width, height: c.height, rx: 6 }));
-      const label = (sc.aux ? "aux " : "") + sc.name + "  ⊟";
+      const label = sc.name + (sc.aux ? " (aux head)" : "") + "  ⊟";
       grp.append(sv("text", { class: "label", x: c.x - c.width / 2 + 6, y: c.y - c.height / 2 + 12, "data-scope": scopeKey(s) }, label));
       layers.clusters.append(grp);
     }
@@ -378,7 +379,7 @@
       const [f, line] = site;
       const text = (data.files[f].text.split(/\r?\n/)[line - 1] || "").trim();
       const p = el("div", { class: "src-head" });
-      p.append(el("span", {}, data.files[f].name + ":" + line + "  "), el("code", {}, text));
+      p.append(el("span", {}, data.files[f].name + ":" + line), el("code", {}, text));
       box.append(p);
     }
     return box;
@@ -426,7 +427,7 @@
     const box = $("details");
     box.replaceChildren();
     box.dataset.kind = "group";
-    const name = g.count > 1 ? first.name + " … " + data.scopes[g.scopes[g.count - 1]].name : (first.aux ? "aux " : "") + first.name;
+    const name = g.count > 1 ? first.name + " … " + data.scopes[g.scopes[g.count - 1]].name : first.name;
     box.append(el("h2", { class: "name" }, name));
     box.append(el("div", { class: "op" }, g.count > 1 ? g.count + " identical blocks in a row" : first.aux ? "auxiliary head, loss weight " + first.weight : "block"));
     const t = totals(g.nodes), b = boundary(g.nodes);
@@ -459,7 +460,7 @@
     else if (selected.startsWith("r:") && data.runs.some((_, k) => runKey(k) === selected)) showGroup(selected);
     else {
       selected = null;
-      $("details").replaceChildren(el("p", { class: "hint" }, "Click a layer for its shapes, parameters and source."));
+      $("details").replaceChildren(HINT.cloneNode(true));
     }
   }
   function select(key) {
@@ -616,6 +617,7 @@
   document.body.dataset.version = version;
   setPayload(initial.payload, false);
   window.archdslView = { search, reveal: (name) => reveal(model.byName.get(name)), toggle };
+  document.body.dataset.readyMs = performance.now().toFixed(0);  // read by bench/viewer.py
   document.body.dataset.ready = "1";
   if (LIVE) follow();
 })();
