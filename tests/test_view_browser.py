@@ -128,6 +128,11 @@ def test_expanding_a_block_shows_its_layers(page, resnet50_page, resnet50) -> No
     # A run opens into its blocks, each still folded.
     page.click('[data-toggle="r:layer3.1"]')
     assert {f"s:layer3.{i}" for i in range(1, 6)} <= _units(page)
+    # Everything open: one box per layer, and a frame per block and stage.
+    page.click("#expand-all")
+    assert _units(page) == {f"n:{name}" for name in resnet50.order()}
+    frames = page.eval_on_selector_all("#graph g.cluster", "els => els.map(e => e.dataset.scope)")
+    assert {"s:layer2", "s:layer2.0", "s:layer4.2"} <= set(frames)
     assert page.problems == []
 
 

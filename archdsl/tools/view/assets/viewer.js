@@ -11,6 +11,7 @@
     flatten: "#f3f3f3", dense: "#fff2cc", batchnorm: "#eeeeee", lrn: "#eeeeee",
     dropout: "#eeeeee", residual: "#f4cccc", add: "#f4cccc", concat: "#f4cccc",
   };
+  const NESTED_LIMIT = 200;
   const FROZEN = "#c9d6df", AUX = "#ead1dc", GROUP = "#dde8f3", PLAIN = "#ffffff";
 
   let data = null;       // the payload
@@ -218,10 +219,10 @@
   // layout and drawing -----------------------------------------------------------------
   function build() {
     const g = new dagre.graphlib.Graph({ compound: true });
-    g.setGraph({ rankdir: "TB", nodesep: 26, ranksep: 26, edgesep: 14, marginx: 20, marginy: 20 });
+    g.setGraph({ rankdir: "TB", nodesep: 26, ranksep: 26, edgesep: 14, marginx: 40, marginy: 40 });
     g.setDefaultEdgeLabel(() => ({}));
     const units = new Map();
-    const clusters = new Set();
+    const chains = new Map();
     data.nodes.forEach((n, i) => {
       const key = unitOf(i);
       if (units.has(key)) return;
@@ -231,19 +232,28 @@
       const w = Math.max(...d.lines.map((l) => width(l.text, l.font))) + 24 + (d.toggle ? 18 : 0);
       const h = d.lines.length * 16 + 10;
       units.set(key, d);
+      chains.set(key, chain);
       g.setNode(key, { width: w, height: h, unit: d });
-      let child = key;
-      for (let k = chain.length - 1; k >= 0; k--) {
-        const c = "c:" + scopeKey(chain[k]);
-        if (!clusters.has(c)) {
-          clusters.add(c);
-          g.setNode(c, { cluster: chain[k] });
-        }
-        g.setParent(child, c);
-        if (g.parent(c) !== undefined) break;
-        child = c;
-      }
     });
+    // dagre's compound layout keeps frames apart but costs 3x the time; past
+    // NESTED_LIMIT boxes (ResNet-152 expanded) frames are drawn around their boxes instead.
+    const nested = units.size <= NESTED_LIMIT;
+    const clusters = new Set();
+    if (nested) {
+      for (const [key, chain] of chains) {
+        let child = key;
+        for (let k = chain.length - 1; k >= 0; k--) {
+          const c = "c:" + scopeKey(chain[k]);
+          if (!clusters.has(c)) {
+            clusters.add(c);
+            g.setNode(c, { cluster: chain[k] });
+          }
+          g.setParent(child, c);
+          if (g.parent(c) !== undefined) break;
+          child = c;
+        }
+      }
+    }
     const seen = new Set();
     data.nodes.forEach((n, i) => {
       const to = unitOf(i);
@@ -260,11 +270,45 @@
       });
     });
     dagre.layout(g);
-    return g;
+    return { g, frames: nested ? nestedFrames(g) : drawnFrames(g, chains) };
+  }
+  function nestedFrames(g) {
+    return g.nodes().filter((k) => k.startsWith("c:")).map((k) => {
+      const c = g.node(k);
+      return { scope: c.cluster, depth: depth(g, k), x: c.x - c.width / 2, y: c.y - c.height / 2, width: c.width, height: c.height };
+    });
+  }
+  function drawnFrames(g, chains) {
+    // Each open scope's frame: its boxes' bounds, grown to hold the frames inside it.
+    const box = new Map();
+    const grow = (s, x0, y0, x1, y1) => {
+      const b = box.get(s);
+      if (!b) box.set(s, [x0, y0, x1, y1]);
+      else box.set(s, [Math.min(b[0], x0), Math.min(b[1], y0), Math.max(b[2], x1), Math.max(b[3], y1)]);
+    };
+    for (const [key, chain] of chains) {
+      const n = g.node(key);
+      for (const s of chain) grow(s, n.x - n.width / 2, n.y - n.height / 2, n.x + n.width / 2, n.y + n.height / 2);
+    }
+    const level = (s) => { let d = 0; for (let p = data.scopes[s].parent; p >= 0; p = data.scopes[p].parent) d++; return d; };
+    const scopes = [...box.keys()].sort((a, b) => level(b) - level(a));
+    for (const s of scopes) {
+      const b = box.get(s);
+      const framed = [b[0] - 8, b[1] - 18, b[2] + 8, b[3] + 8];
+      box.set(s, framed);
+      const p = data.scopes[s].parent;
+      if (p >= 0 && box.has(p)) grow(p, ...framed);
+    }
+    return scopes.map((s) => {
+      const b = box.get(s);
+      return { scope: s, depth: level(s), x: b[0], y: b[1], width: b[2] - b[0], height: b[3] - b[1] };
+    });
   }
 
   function draw() {
-    const g = build();
+    const started = performance.now();
+    const { g, frames } = build();
+    document.body.dataset.layoutMs = (performance.now() - started).toFixed(0);  // for the bench
     const svg = $("graph");
     svg.replaceChildren();
     const defs = sv("defs");
@@ -276,17 +320,15 @@
     svg.append(defs);
     const layers = { clusters: sv("g"), edges: sv("g"), units: sv("g") };
     svg.append(layers.clusters, layers.edges, layers.units);
-    const clusterNodes = g.nodes().filter((k) => k.startsWith("c:"));
-    // Outer clusters first, so inner frames are drawn over them.
-    clusterNodes.sort((a, b) => depth(g, a) - depth(g, b));
-    for (const k of clusterNodes) {
-      const c = g.node(k);
-      const s = c.cluster;
+    // Outer frames first, so inner frames are drawn over them.
+    frames.sort((a, b) => a.depth - b.depth);
+    for (const f of frames) {
+      const s = f.scope;
       const sc = data.scopes[s];
       const grp = sv("g", { class: "cluster" + (sc.aux ? " aux" : "") + (selected === scopeKey(s) ? " sel" : ""), "data-scope": scopeKey(s) });
-      grp.append(sv("rect", { class: "frame", x: c.x - c.width / 2, y: c.y - c.height / 2, width: c.width, height: c.height, rx: 6 }));
+      grp.append(sv("rect", { class: "frame", x: f.x, y: f.y, width: f.width, height: f.height, rx: 6 }));
       const label = sc.name + (sc.aux ? " (aux head)" : "") + "  ⊟";
-      grp.append(sv("text", { class: "label", x: c.x - c.width / 2 + 6, y: c.y - c.height / 2 + 12, "data-scope": scopeKey(s) }, label));
+      grp.append(sv("text", { class: "label", x: f.x + 6, y: f.y + 12, "data-scope": scopeKey(s) }, label));
       layers.clusters.append(grp);
     }
     for (const e of g.edges()) {
