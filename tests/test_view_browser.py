@@ -43,7 +43,7 @@ def chromium() -> str | None:
     """The system's Chromium, if any."""
     named = os.environ.get("ARCHDSL_CHROMIUM")
     if named:
-        return named
+        return named if os.access(named, os.X_OK) else None
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
         found = shutil.which(name)
         if found:
@@ -59,7 +59,9 @@ def browser() -> Iterator[object]:
         _missing("the browser tests need playwright: pip install -e '.[test]'")
     executable = chromium()
     if executable is None:
-        _missing("Chromium is not installed: apt-get install chromium")
+        _missing(
+            "Chromium is not installed (apt-get install chromium), or ARCHDSL_CHROMIUM names no program"
+        )
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=executable, args=FLAGS)
         yield launched

@@ -502,8 +502,21 @@
     else if (selected.startsWith("r:") && data.runs.some((_, k) => runKey(k) === selected)) showGroup(selected);
     else {
       selected = null;
-      $("details").replaceChildren(HINT.cloneNode(true));
+      $("details").replaceChildren(hint());
     }
+  }
+  function hint() {
+    // The key lists only the marks this network uses.
+    const used = {
+      block: data.scopes.length > 0,
+      inserted: data.nodes.some((n) => n.inserted),
+      aux: data.scopes.some((s) => s.aux),
+      frozen: data.nodes.some((n) => n.frozen),
+      shortcut: data.nodes.some((n) => n.op === "residual"),
+    };
+    const out = HINT.cloneNode(true);
+    for (const li of out.querySelectorAll("[data-mark]")) if (!used[li.dataset.mark]) li.remove();
+    return out;
   }
   function select(key) {
     selected = key;
@@ -611,6 +624,7 @@
     const names = $("names");
     names.replaceChildren(...data.nodes.map((n) => el("option", { value: n.name })));
     draw();
+    if (selected === null) $("details").replaceChildren(hint());
     showSelection();
   }
 
