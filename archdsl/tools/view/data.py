@@ -82,23 +82,46 @@ def graph_payload(graph: Graph, *, spec: str, batch: int | None = None) -> Paylo
     }
 
 
-def batch_figures(graph: Graph, batch: int) -> dict[str, int | str]:
-    """Memory and FLOPs of one inference pass over `batch` examples, float32.
+def batch_figures(graph: Graph, batch: int) -> dict[str, Any]:
+    """Memory and FLOPs of a batch: inference, and a training step where the graph layer can say.
 
-    A first estimate until the graph layer has its own: FLOPs are 2 x MACs per
-    example x batch (a multiply-accumulate is two operations, aux heads excluded),
-    parameter bytes are every parameter and running statistic at 4 bytes, and
-    activation bytes hold every layer's output for the whole batch (an upper bound
-    for inference, what training keeps for the backward pass).
+    `archdsl.graph.cost.estimate` (the `compile --batch` figures) gives both, peaks
+    included. Without it (it lands on its own branch), a first estimate of inference
+    only: FLOPs are 2 x MACs per example x batch (aux heads excluded), memory is the
+    float32 parameters and running statistics plus every layer's output for the batch.
     """
-    report = build_report(graph)
-    values = sum(_size(graph.node(name).shape) for name in graph.order())
+    try:
+        from archdsl.graph.cost import estimate
+    except ImportError:
+        return _first_estimate(graph, batch)
+    inference = estimate(graph, batch)
+    training = estimate(graph, batch, train=True)
     return {
         "batch": batch,
-        "flops": 2 * report.macs * batch,
-        "param_bytes": (report.params + sum(r.state for r in report.rows)) * BYTES_PER_VALUE,
-        "activation_bytes": values * batch * BYTES_PER_VALUE,
-        "method": "2 x MACs x batch; float32 parameters, state and every layer's output",
+        "inference": {"flops": inference.flops, "peak_bytes": inference.peak_bytes},
+        "training": {
+            "flops": training.flops,
+            "peak_bytes": training.peak_bytes,
+            "optimizer": training.optimizer,
+        },
+        "method": "archdsl.graph.cost, as `archdsl compile --batch`: float32, "
+        "peaks from shapes (checked against XLA in bench/memory.py)",
+    }
+
+
+def _first_estimate(graph: Graph, batch: int) -> dict[str, Any]:
+    report = build_report(graph)
+    values = sum(_size(graph.node(name).shape) for name in graph.order())
+    weights = report.params + sum(r.state for r in report.rows)
+    return {
+        "batch": batch,
+        "inference": {
+            "flops": 2 * report.macs * batch,
+            "peak_bytes": (weights + values * batch) * BYTES_PER_VALUE,
+        },
+        "training": None,
+        "method": "2 x MACs x batch; float32 parameters, running statistics "
+        "and every layer's output for the batch (an upper bound)",
     }
 
 

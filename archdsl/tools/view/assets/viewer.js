@@ -587,10 +587,13 @@
     });
     if (data.batch) {
       const b = data.batch;
-      const span = el("span", { class: "batch", title: "estimate: " + b.method },
-        "batch " + b.batch + ": " + short(b.flops) + " FLOPs · params+state " + bytes(b.param_bytes) +
-        " · activations " + bytes(b.activation_bytes));
-      tot.append(span);
+      let text = "batch " + b.batch + ": inference " + short(b.inference.flops) + " FLOPs, " +
+        bytes(b.inference.peak_bytes);
+      if (b.training) {
+        text += " · training step (" + b.training.optimizer + ") " + short(b.training.flops) +
+          " FLOPs, " + bytes(b.training.peak_bytes);
+      }
+      tot.append(el("span", { class: "batch", title: "estimate: " + b.method }, text));
     }
   }
   function showErrors() {
