@@ -138,6 +138,12 @@ def test_cli_reports_spec_errors_and_writes_nothing(tmp_path: Path, capsys) -> N
     assert not out.exists()
     assert main(["view", str(spec), "--batch", "0"]) == 1
     assert "`--batch` must be at least 1" in capsys.readouterr().err
+    assert main(["view", str(spec), "--serve", "--port", "70000"]) == 1
+    assert "`--port` must be 0 to 65535" in capsys.readouterr().err
+    lenet = str(SPECS / "lenet5.arch")
+    assert main(["view", lenet, "-o", str(tmp_path / "no" / "such" / "dir.html")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write {tmp_path / 'no'}") and "Traceback" not in err
 
 
 def test_error_payload_lists_every_error(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from archdsl.cli._common import add_network_options, network_arguments
-from archdsl.errors import ArchValueError
+from archdsl.errors import ArchError, ArchValueError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     """Write the page, or serve it until interrupted."""
     if args.batch is not None and args.batch < 1:
         raise ArchValueError(f"`--batch` must be at least 1, got {args.batch}")
+    if not 0 <= args.port <= 65535:
+        raise ArchValueError(f"`--port` must be 0 to 65535, got {args.port}")
     arguments = network_arguments(args.arg)
     if args.serve:
         from archdsl.tools.view.server import serve
@@ -70,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
     graph = build_graph(args.spec, network=args.network, **arguments)
     page = render_page(graph_payload(graph, spec=args.spec, batch=args.batch))
     output = Path(args.output) if args.output else Path(Path(args.spec).stem + ".html")
-    write_page(output, page)
+    try:
+        write_page(output, page)
+    except OSError as error:
+        raise ArchError(f"cannot write {output}: {error.strerror or error}") from None
     print(f"wrote {output} ({len(graph)} layers, {len(page.encode()):,} bytes)")
     return 0
