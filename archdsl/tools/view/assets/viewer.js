@@ -567,6 +567,7 @@
 
   // header, errors, payloads -------------------------------------------------------------
   function header() {
+    document.title = (data.kind === "graph" ? data.network : "errors") + " · archdsl view";
     const t = $("title");
     t.replaceChildren(document.createTextNode(data.kind === "graph" ? data.network : "archdsl view"));
     t.append(el("span", { class: "spec" }, data.spec));
