@@ -12,6 +12,7 @@
     dropout: "#eeeeee", residual: "#f4cccc", add: "#f4cccc", concat: "#f4cccc",
   };
   const NESTED_LIMIT = 200;
+  const MERGES = ["concat", "add"];
   const FROZEN = "#c9d6df", AUX = "#ead1dc", GROUP = "#dde8f3", PLAIN = "#ffffff";
 
   let data = null;       // the payload
@@ -266,11 +267,51 @@
         if (n.op === "residual" && pos === 1) cls = src.inserted ? "inserted" : "shortcut";
         else if (src.inserted) cls = "inserted";
         else if (n.aux !== null && src.aux === null) cls = "aux";
-        g.setEdge(from, to, { label: src.shape, width: width(src.shape, TINY) + 4, height: 12, labelpos: "r", labeloffset: 4, cls });
+        if (n.inputs.length > 1 && MERGES.includes(n.op)) {
+          // No label into a merge: dagre would add a label node per branch and order them
+          // freely, crossing the branches; each branch's box already shows its shape.
+          g.setEdge(from, to, { cls });
+        } else {
+          g.setEdge(from, to, { label: src.shape, width: width(src.shape, TINY) + 4, height: 12, labelpos: "r", labeloffset: 4, cls });
+        }
       });
     });
-    dagre.layout(g);
+    dagre.layout(g, { constraints: branchOrder(g) });
     return { g, frames: nested ? nestedFrames(g) : drawnFrames(g, chains) };
+  }
+  function branchOrder(g) {
+    // Keep the branches of a concat or add left to right in the spec's order: dagre
+    // places each box of a branch left of the boxes of the next branch on its rank.
+    const out = [];
+    const seen = new Set();
+    data.nodes.forEach((n) => {
+      if (n.inputs.length < 2 || !MERGES.includes(n.op)) return;
+      const prefix = n.name + ".";
+      const branches = [];
+      for (const j of n.inputs) {
+        const name = data.nodes[j].name;
+        if (!name.startsWith(prefix)) continue;
+        const branch = prefix + name.slice(prefix.length).split(".")[0] + ".";
+        // Its first and last boxes: the sweeps keep the boxes between them in line.
+        let first = null;
+        for (let k = model.byName.get(n.name) - 1; k >= 0; k--) {
+          if (data.nodes[k].name.startsWith(branch)) first = unitOf(k);
+        }
+        branches.push([...new Set([first, unitOf(j)])].filter((u) => u !== null && g.hasNode(u)));
+      }
+      for (let b = 0; b + 1 < branches.length; b++) {
+        for (const left of branches[b]) {
+          for (const right of branches[b + 1]) {
+            const key = left + "\u0000" + right;
+            if (left !== right && !seen.has(key)) {
+              seen.add(key);
+              out.push({ left, right });
+            }
+          }
+        }
+      }
+    });
+    return out;
   }
   function nestedFrames(g) {
     return g.nodes().filter((k) => k.startsWith("c:")).map((k) => {
