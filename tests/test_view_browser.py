@@ -209,3 +209,24 @@ def test_served_page_shows_diagnostics_and_recovers(page, tmp_path: Path) -> Non
         assert page.problems == []
     finally:
         stop()
+
+
+def test_inception_branches_keep_the_specs_order_and_aux_heads_are_marked(
+    page, tmp_path: Path
+) -> None:
+    out = tmp_path / "googlenet.html"
+    assert main(["view", str(SPECS / "googlenet.arch"), "-o", str(out)]) == 0
+    _open(page, out)
+    assert "aux" in page.get_attribute('[data-unit="s:aux1#aux"]', "class")
+    for block in ("inception3a", "inception4a", "inception4e", "inception5b"):
+        page.click(f'[data-toggle="s:{block}"]')
+        lefts = [
+            page.eval_on_selector(
+                f'[data-unit="n:{block}.concat.branch{k}.conv"] rect.box',
+                "e => e.getBoundingClientRect().left",
+            )
+            for k in range(1, 5)
+        ]
+        assert lefts == sorted(lefts) and len(set(lefts)) == 4, block
+        page.click(f'text[data-scope="s:{block}"]')  # fold it again
+    assert page.problems == []

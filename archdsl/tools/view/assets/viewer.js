@@ -292,22 +292,26 @@
         const name = data.nodes[j].name;
         if (!name.startsWith(prefix)) continue;
         const branch = prefix + name.slice(prefix.length).split(".")[0] + ".";
-        // Its first and last boxes: the sweeps keep the boxes between them in line.
-        let first = null;
-        for (let k = model.byName.get(n.name) - 1; k >= 0; k--) {
-          if (data.nodes[k].name.startsWith(branch)) first = unitOf(k);
+        const units = new Set();
+        for (let k = 0; k < model.byName.get(n.name); k++) {
+          if (data.nodes[k].name.startsWith(branch)) units.add(unitOf(k));
         }
-        branches.push([...new Set([first, unitOf(j)])].filter((u) => u !== null && g.hasNode(u)));
+        branches.push([...units].filter((u) => g.hasNode(u)));
       }
+      // Box k of a branch left of box k of the next, counted from the top and from the
+      // bottom: boxes likely to share a rank, in linear number (all pairs cost seconds).
+      const pair = (left, right) => {
+        const key = left + "\u0000" + right;
+        if (left !== right && !seen.has(key)) {
+          seen.add(key);
+          out.push({ left, right });
+        }
+      };
       for (let b = 0; b + 1 < branches.length; b++) {
-        for (const left of branches[b]) {
-          for (const right of branches[b + 1]) {
-            const key = left + "\u0000" + right;
-            if (left !== right && !seen.has(key)) {
-              seen.add(key);
-              out.push({ left, right });
-            }
-          }
+        const [x, y] = [branches[b], branches[b + 1]];
+        for (let k = 0; k < Math.min(x.length, y.length); k++) {
+          pair(x[k], y[k]);
+          pair(x[x.length - 1 - k], y[y.length - 1 - k]);
         }
       }
     });
