@@ -20,6 +20,7 @@ _COMMANDS = (
     "fmt",
     "lsp",
     "plot",
+    "view",
 )
 """Modules of `archdsl.cli`; each has `register(subparsers)` setting `func`."""
 
