@@ -18,6 +18,9 @@ _COMMANDS = (
     "graph",
     "fuzz",
     "fmt",
+    "lsp",
+    "plot",
+    "view",
 )
 """Modules of `archdsl.cli`; each has `register(subparsers)` setting `func`."""
 

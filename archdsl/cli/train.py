@@ -71,6 +71,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="share held out for evaluation when the data has no test split (default 0.2)",
     )
     parser.add_argument(
+        "--keep-best",
+        type=int,
+        metavar="K",
+        help="also keep the checkpoints of the best K epochs by held-out accuracy "
+        "(best-epochNNN.safetensors, listed in best.json)",
+    )
+    parser.add_argument(
+        "--early-stop",
+        type=int,
+        metavar="PATIENCE",
+        help="stop after PATIENCE epochs without a better held-out accuracy",
+    )
+    parser.add_argument(
         "--checkpoint-dir",
         metavar="DIR",
         help="where checkpoints and weights go (default checkpoints/<network>)",
@@ -185,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if result.checkpoint is not None:
         out.print(f"checkpoint {result.checkpoint}")
+    if result.metrics is not None:
+        out.print(f"metrics    {result.metrics} (draw with `archdsl plot {result.metrics.parent}`)")
     if result.weights is not None:
         out.print(f"weights    {result.weights}")
     return 130 if result.interrupted else 0
