@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from archdsl.backend.model import CompiledModel, compile_graph
@@ -15,6 +16,7 @@ def compile_file(
     *,
     dtype: str = "float32",
     network: str | None = None,
+    import_path: Sequence[str | Path] = (),
     **arguments: Value,
 ) -> CompiledModel:
     """Compile a network of a `.arch` file (its last one unless `network` names one).
@@ -24,7 +26,8 @@ def compile_file(
     Raises:
         ArchError: anything wrong with the spec, with its position.
     """
-    return compile_graph(build_graph(path, network=network, **arguments), dtype=dtype)
+    graph = build_graph(path, network=network, import_path=import_path, **arguments)
+    return compile_graph(graph, dtype=dtype)
 
 
 def compile_spec(
@@ -33,10 +36,11 @@ def compile_spec(
     *,
     dtype: str = "float32",
     network: str | None = None,
+    import_path: Sequence[str | Path] = (),
     **arguments: Value,
 ) -> CompiledModel:
-    """`compile_file` for spec text; imports resolve relative to the current folder."""
-    graph = build_graph_text(text, filename, network=network, **arguments)
+    """`compile_file` for spec text; imports resolve inside the current folder."""
+    graph = build_graph_text(text, filename, network=network, import_path=import_path, **arguments)
     return compile_graph(graph, dtype=dtype)
 
 

@@ -30,6 +30,29 @@ class ArchError(Exception):
     def __str__(self) -> str:
         return render(self)
 
+    def to_json(self) -> dict[str, object]:
+        """The error as plain data (`--json`): position, message, notes, help, call sites."""
+        span = self.span
+        where: dict[str, object] = {"file": None, "line": None, "column": None}
+        if span is not None:
+            where = {
+                "file": span.filename,
+                "line": span.line,
+                "column": span.column,
+                "end_line": span.end_line,
+                "end_column": span.end_column,
+            }
+        return {
+            "severity": "error",
+            "kind": type(self).__name__,
+            **where,
+            "message": self.message,
+            "notes": list(self.notes),
+            "help": self.help,
+            "trace": [str(site) for site in self.trace],
+            "rendered": render(self),
+        }
+
     def sort_key(self) -> tuple[str, int, int]:
         """Errors sort by file, line, column."""
         if self.span is None:
@@ -64,6 +87,10 @@ class ArchErrors(ArchError):
         self.errors = tuple(sorted(_flatten(errors), key=ArchError.sort_key))
         first = self.errors[0]
         super().__init__(first.message, first.span)
+
+    def to_json(self) -> dict[str, object]:
+        """The first error's fields, and every error under `errors`."""
+        return {**self.errors[0].to_json(), "errors": [e.to_json() for e in self.errors]}
 
     def __str__(self) -> str:
         body = "\n\n".join(render(e) for e in self.errors)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from archdsl.graph.ir import Graph
@@ -14,22 +14,36 @@ from archdsl.lang.loader import Program, load_file, load_text
 from archdsl.lang.values import Value
 
 
-def build_graph(path: str | Path, *, network: str | None = None, **arguments: Value) -> Graph:
+def build_graph(
+    path: str | Path,
+    *,
+    network: str | None = None,
+    import_path: Sequence[str | Path] = (),
+    **arguments: Value,
+) -> Graph:
     """The checked graph of a network in a `.arch` file (the file's last by default).
+
+    Imports resolve inside the file's folder or a folder of `import_path`.
 
     Raises:
         ArchError: anything wrong with the spec, with its position.
     """
     with paused_gc():
-        return build_program_graph(load_file(path), network, arguments)
+        return build_program_graph(load_file(path, import_path=import_path), network, arguments)
 
 
 def build_graph_text(
-    text: str, filename: str = "<string>", *, network: str | None = None, **arguments: Value
+    text: str,
+    filename: str = "<string>",
+    *,
+    network: str | None = None,
+    import_path: Sequence[str | Path] = (),
+    **arguments: Value,
 ) -> Graph:
-    """`build_graph` for spec text; imports resolve relative to the current folder."""
+    """`build_graph` for spec text; imports resolve inside the current folder."""
     with paused_gc():
-        return build_program_graph(load_text(text, filename, base=Path.cwd()), network, arguments)
+        program = load_text(text, filename, base=Path.cwd(), import_path=import_path)
+        return build_program_graph(program, network, arguments)
 
 
 def build_program_graph(

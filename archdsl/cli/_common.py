@@ -14,7 +14,8 @@ from archdsl.lang.values import Value, evaluate
 
 
 def add_network_options(parser: argparse.ArgumentParser) -> None:
-    """`--network NAME` and repeatable `--arg NAME=VALUE`."""
+    """`--network NAME`, repeatable `--arg NAME=VALUE` and `--import-path DIR`."""
+    add_import_path_option(parser)
     parser.add_argument(
         "--network",
         metavar="NAME",
@@ -27,6 +28,19 @@ def add_network_options(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="NAME=VALUE",
         help="a network argument, e.g. `--arg classes=10` (repeatable)",
+    )
+
+
+def add_import_path_option(parser: argparse.ArgumentParser) -> None:
+    """Repeatable `--import-path DIR`: a folder, besides the spec's own, imports may read."""
+    parser.add_argument(
+        "-I",
+        "--import-path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder imports may also resolve in (repeatable); by default imports "
+        "stay inside the spec's own folder",
     )
 
 
