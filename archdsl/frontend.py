@@ -7,10 +7,12 @@ import gc
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+from archdsl.errors import ArchError
 from archdsl.graph.ir import Graph
 from archdsl.graph.lower import lower
 from archdsl.graph.passes import run_pipeline
 from archdsl.lang.loader import Program, load_file, load_text
+from archdsl.lang.source import Source, Span
 from archdsl.lang.values import Value
 
 
@@ -28,7 +30,7 @@ def build_graph(
     Raises:
         ArchError: anything wrong with the spec, with its position.
     """
-    with paused_gc():
+    with paused_gc(), _too_deep(str(path)):
         return build_program_graph(load_file(path, import_path=import_path), network, arguments)
 
 
@@ -41,7 +43,7 @@ def build_graph_text(
     **arguments: Value,
 ) -> Graph:
     """`build_graph` for spec text; imports resolve inside the current folder."""
-    with paused_gc():
+    with paused_gc(), _too_deep(filename):
         program = load_text(text, filename, base=Path.cwd(), import_path=import_path)
         return build_program_graph(program, network, arguments)
 
@@ -51,6 +53,23 @@ def build_program_graph(
 ) -> Graph:
     """Lower a loaded program's network and run the default pipeline."""
     return run_pipeline(lower(program, network, arguments))
+
+
+@contextlib.contextmanager
+def _too_deep(filename: str) -> Iterator[None]:
+    """A last guard: Python's recursion limit becomes an `ArchError`, never a RecursionError.
+
+    The front end bounds nesting itself (braces, expressions, blocks, `use`); this
+    catches any path it missed, so the API raises only archdsl's errors.
+    """
+    try:
+        yield
+    except RecursionError:
+        raise ArchError(
+            "the spec nests too deeply to compile",
+            Span.point(Source(filename, ""), 1, 1),
+            help="split deep nesting into blocks",
+        ) from None
 
 
 @contextlib.contextmanager

@@ -150,3 +150,223 @@ def test_shortcut_with_a_fitting_stride_is_inserted() -> None:
     text = "network N {\n    input 8x8x3\n    residual { conv 4 3x3 stride 2 same -> relu }\n}\n"
     graph = build_graph_text(text)
     assert graph.node("residual.shortcut").op.stride == (2, 2)  # type: ignore[attr-defined]
+
+
+# graph verification never reaches the user as an assertion -----------------------------------
+
+
+def _text_error(text: str, **arguments: object) -> str:
+    with pytest.raises(ArchError) as caught:
+        build_graph_text(text, "t.arch", **arguments)  # type: ignore[arg-type]
+    return str(caught.value)
+
+
+AUX_BASE = "network B {\n    input 8\n    dense 4 as d1\n    aux a { dense 3 as h }\n    dense 2 as d2\n}\n"
+
+
+def test_tap_from_inside_an_aux_head_is_positioned() -> None:
+    text = "network N {\n    input 8\n    dense 4\n    aux a { dense 3 as h }\n    from h -> dense 2\n}\n"
+    assert _text_error(text).startswith(
+        "t.arch:5:10: error: `from h`: `a.h` is inside aux head `a`, which exists only in training"
+    )
+
+
+def test_use_upto_a_layer_inside_an_aux_head_is_positioned() -> None:
+    text = AUX_BASE + "network N {\n    use B upto h\n    dense 2\n}\n"
+    shown = _text_error(text)
+    assert shown.startswith(
+        "t.arch:8:16: error: `upto h`: `a.h` is inside aux head `a`, not on the main path"
+    )
+    assert "2 errors" not in shown  # no "has no input" after it
+
+
+def test_frozen_upto_a_layer_that_upto_dropped_is_positioned() -> None:
+    text = AUX_BASE + "network N {\n    use B upto d1 frozen upto d2\n    dense 2\n}\n"
+    assert _text_error(text).startswith(
+        "t.arch:8:31: error: `frozen upto d2`: `d2` is not kept by `upto d1`"
+    )
+
+
+def test_use_recursion_is_positioned_not_a_recursion_error() -> None:
+    assert _text_error("network A {\n    use A\n}\n").startswith(
+        "t.arch:2:9: error: network `A` uses itself: A -> A"
+    )
+    text = "network A {\n    use B\n}\nnetwork B {\n    use A\n}\n"
+    assert _text_error(text).startswith("t.arch:2:9: error: network `B` uses itself: B -> A -> B")
+
+
+def test_use_recursion_from_the_cli_is_one_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = _write(tmp_path / "rec.arch", "network A {\n    use A\n}\n")
+    assert main(["compile", str(spec)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"{spec}:2:9: error: network `A` uses itself")
+    assert "Traceback" not in err
+
+
+# nothing wrong accepted in silence -----------------------------------------------------------
+
+
+def test_duplicate_parameter_names() -> None:
+    shown = _text_error("network N(a = 1, a = 2) {\n    input 8\n}\n")
+    assert shown.startswith("t.arch:1:18: error: `N` has two parameters named `a`")
+    assert "the first is at t.arch:1:11" in shown
+
+
+def test_use_argument_outside_the_base_range() -> None:
+    text = (
+        "network B(c = 4 in 1..8) {\n    input 8\n    dense c\n}\n"
+        "network N {\n    use B(c = 99)\n    dense 2\n}\n"
+    )
+    shown = _text_error(text)
+    assert shown.startswith("t.arch:6:15: error: network `B` takes `c` in 1..8, got 99")
+    assert "the range is declared at t.arch:1:11" in shown
+    positional = text.replace("B(c = 99)", "B(0)")
+    assert _text_error(positional).startswith("t.arch:6:11: error: network `B` takes `c` in 1..8")
+
+
+def test_non_finite_numbers_are_refused() -> None:
+    text = "network N {\n    input 8x8x3\n    batchnorm eps = 1e999\n}\n"
+    assert _text_error(text).startswith(
+        "t.arch:3:21: error: `1e999` is not a finite number: it is beyond the range of a 64-bit float"
+    )
+    overflow = "network N {\n    input 8x8x3\n    batchnorm eps = 1e300 * 1e300\n}\n"
+    assert _text_error(overflow).startswith("t.arch:3:21: error: `1e300 * 1e300` is not a finite")
+    api = "network N(e = 0.1) {\n    input 8x8x3\n    batchnorm eps = e\n}\n"
+    assert "`batchnorm` eps must be a finite number, got nan" in _text_error(api, e=float("nan"))
+
+
+def test_aux_weight_must_be_finite_and_not_negative() -> None:
+    head = "network N(w = 0.3) {\n    input 8\n    dense 4\n    aux a weight = {} {{ dense 3 }}\n    dense 2\n}\n"
+    negative = head.replace("{}", "-1", 1)
+    assert _text_error(negative).startswith(
+        "t.arch:4:20: error: an `aux` weight scales a loss and cannot be negative, got -1"
+    )
+    nan = head.replace("{}", "w", 1)
+    assert "t.arch:4:20: error: `aux` weight must be a finite number, got nan" in _text_error(
+        nan, w=float("nan")
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("5 -> relu", "expected one value, got `5 -> relu` with `-> relu` after it"),
+        ("5 as x", "expected one value, got `5 as x` with `as x` after it"),
+        ("5 6", "expected one value, got `5 6` with `6` after it"),
+        ("(3", "unexpected end of line; expected `)` at character 3 of the value"),
+        ("1e999", "`1e999` is not a finite number"),
+    ],
+)
+def test_arg_with_trailing_text_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, message: str
+) -> None:
+    spec = _write(
+        tmp_path / "n.arch", "network N(classes = 3) {\n    input 8\n    dense classes\n}\n"
+    )
+    assert main(["compile", str(spec), "--arg", f"classes={value}"]) == 1
+    assert capsys.readouterr().err.startswith(f"error: `--arg classes={value}`: {message}")
+
+
+def test_block_named_like_a_layer_is_refused_at_its_definition() -> None:
+    text = "block conv(c) { relu }\nnetwork N {\n    input 8x8x3\n    conv 4 3x3\n}\n"
+    shown = _text_error(text)
+    assert shown.startswith(
+        "t.arch:1:7: error: block `conv` has the name of a layer: calls to `conv` would "
+        "build the layer, never this block"
+    )
+    assert "rename the block, e.g. `conv_block`" in shown
+
+
+def test_from_a_name_defined_inside_a_repeat_is_ambiguous() -> None:
+    text = "network N {\n    input 8\n    repeat 3 { dense 4 as f }\n    from f -> dense 2\n}\n"
+    shown = _text_error(text)
+    assert shown.startswith(
+        "t.arch:4:10: error: `f` is defined inside the `repeat` on line 3, once per iteration"
+    )
+    assert "name the repeat (`repeat ... as r { ... }`)" in shown
+    assert "`from r.2.f` for the last one" in shown
+    # inside the body, the iteration's own `f` is meant: still allowed
+    inside = "network N {\n    input 8\n    repeat 2 { dense 4 as f\n from f -> relu }\n}\n"
+    graph = build_graph_text(inside)
+    assert graph.node("1.relu").inputs == ("1.f",)
+    # and the full name works after the repeat
+    full = text.replace("repeat 3", "repeat 3 as r").replace("from f", "from r.2.f")
+    assert build_graph_text(full).node("dense").inputs == ("r.2.f",)
+    in_block = (
+        "block b() {\n    repeat 2 as r { dense 4 as f }\n    from r.1.f -> dense 2\n}\n"
+        "network N {\n    input 8\n    b()\n}\n"
+    )
+    assert build_graph_text(in_block).node("0.dense").inputs == ("0.r.1.f",)
+
+
+# source text that must not shift the quoted line ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "first", ["\ufeffnetwork N {", "network N { # a\x0cb", "network N { # a\rb", "network N {\r"]
+)
+def test_bom_form_feed_and_lone_cr_keep_the_quoted_line(first: str) -> None:
+    text = first + "\n    input 8\n    covn 3\n}\n"
+    shown = _text_error(text)
+    assert shown.startswith("t.arch:3:5: error: unknown layer or block `covn`")
+    assert " 3 |     covn 3\n" in shown
+    assert "\r" not in shown and "\x0c" not in shown and "\ufeff" not in shown
+
+
+def test_control_characters_never_reach_the_terminal() -> None:
+    shown = _text_error("network N {\n    input 8\n    conv\x1b[31m 3\n}\n")
+    assert shown.startswith("t.arch:3:9: error: unexpected character `\\x1b`")
+    assert "\x1b" not in shown
+    assert " 3 |     conv\ufffd[31m 3\n   |         ^" in shown
+
+
+# messages that help --------------------------------------------------------------------------
+
+
+def test_one_line_concat_of_branches_parses() -> None:
+    text = "network N {\n    input 8x8x3\n    concat { branch { relu } branch as b { conv 2 1x1 } }\n}\n"
+    assert build_graph_text(text).node("concat").shape == (8, 8, 5)
+
+
+def test_size_glued_to_a_name_explains_the_spaces() -> None:
+    shown = _text_error("network N(classes = 3) {\n    input 8x8xclasses\n}\n")
+    assert shown.startswith("t.arch:2:14: error: `input` takes no more positional arguments")
+    assert "`xclasses` reads as one name; to multiply by `classes`, put spaces around `x`: " in (
+        shown
+    )
+    assert "`8x8 x classes`" in shown
+
+
+def test_activation_keyword_points_at_the_arrow() -> None:
+    shown = _text_error("network N {\n    input 8x8x3\n    conv 16 3x3 activation = relu\n}\n")
+    assert shown.startswith("t.arch:3:17: error: unknown `conv` argument `activation`")
+    assert "write `conv ... -> relu`" in shown
+    assert "dilation" not in shown
+
+
+# nothing unbounded ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["{ }", "{ e() }", "{ {} }", "{ repeat 2147483647 { } }", "{ e() -> e() }"],
+)
+def test_huge_repeat_of_an_empty_body_collapses(body: str) -> None:
+    text = f"block e() {{ }}\nnetwork N {{\n    input 8\n    repeat 2147483647 {body}\n    dense 3\n}}\n"
+    assert build_graph_text(text).order() == ["input", "dense"]
+
+
+def test_the_api_never_raises_a_bare_recursion_error() -> None:
+    import sys
+
+    text = "network N {\n input 8\n" + "residual {\n" * 50 + "relu\n" + "}\n" * 50 + "}\n"
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(150)
+    try:
+        with pytest.raises(ArchError) as caught:
+            build_graph_text(text, "deep.arch")
+    finally:
+        sys.setrecursionlimit(limit)
+    assert str(caught.value).startswith("deep.arch:1:1: error: the spec nests too deeply")

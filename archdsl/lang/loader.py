@@ -246,6 +246,17 @@ def _describe_roots(folders: Sequence[Path]) -> str:
 
 def _define(item: Definition, program: Program, errors: list[ArchError]) -> None:
     name = item.name.text
+    first: dict[str, s.Param] = {}
+    for param in item.params:
+        earlier = first.setdefault(param.name.text, param)
+        if earlier is not param:
+            errors.append(
+                ArchNameError(
+                    f"`{name}` has two parameters named `{param.name.text}`",
+                    param.name.span,
+                    notes=[f"the first is at {earlier.name.span}"],
+                )
+            )
     previous = program.definitions.get(name)
     if previous is not None:
         errors.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable, Mapping
 from typing import TypeAlias
 
@@ -51,7 +52,7 @@ def evaluate(expr: s.Expr, env: Mapping[str, Value]) -> Value:
     if isinstance(expr, s.Int):
         return _bounded(expr.value, expr)
     if isinstance(expr, s.Float):
-        return expr.value
+        return _finite(expr.value, expr)
     if isinstance(expr, s.Size):
         return tuple(_bounded(v, expr) for v in expr.value)
     if isinstance(expr, s.Str):
@@ -101,6 +102,19 @@ def _bounded(value: int, expr: s.Expr) -> int:
     return value
 
 
+def _finite(value: float, expr: s.Expr) -> float:
+    if not math.isfinite(value):
+        text = expr.span.source.line(expr.span.line)[
+            expr.span.column - 1 : expr.span.end_column - 1
+        ]
+        raise ArchValueError(
+            f"`{text.strip() or value}` is not a finite number: it is beyond the range "
+            "of a 64-bit float",
+            expr.span,
+        )
+    return value
+
+
 def _binop(expr: s.BinOp, left: Value, right: Value, env: Mapping[str, Value]) -> Value:
     for side, value in ((expr.left, left), (expr.right, right)):
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -132,6 +146,8 @@ def _binop(expr: s.BinOp, left: Value, right: Value, env: Mapping[str, Value]) -
         result = left // right
     else:
         result = left / right
+    if isinstance(result, float):
+        _finite(result, expr)
     if isinstance(result, int) and abs(result) > MAX_DIM:
         raise ArchValueError(
             f"{result} is too large: sizes and counts are limited to {MAX_DIM:,}", expr.span
@@ -171,6 +187,8 @@ def coerce(kind: str, value: Value, what: str) -> object:
         raise ValueError(f"{what} must be `true` or `false`, got {describe(value)}")
     if kind == "float":
         if isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ValueError(f"{what} must be a finite number, got {value}")
             return float(value)
         raise ValueError(f"{what} must be a number, got {describe(value)}")
     if kind.startswith("enum:"):
