@@ -8,6 +8,7 @@ from pathlib import Path
 from archdsl.backend.model import CompiledModel, compile_graph
 from archdsl.frontend import build_graph, build_graph_text
 from archdsl.graph.ir import Graph
+from archdsl.graph.memory import check_fits
 from archdsl.lang.values import Value
 
 
@@ -27,7 +28,7 @@ def compile_file(
         ArchError: anything wrong with the spec, with its position.
     """
     graph = build_graph(path, network=network, import_path=import_path, **arguments)
-    return compile_graph(graph, dtype=dtype)
+    return compile_graph_model(graph, dtype=dtype)
 
 
 def compile_spec(
@@ -41,9 +42,14 @@ def compile_spec(
 ) -> CompiledModel:
     """`compile_file` for spec text; imports resolve inside the current folder."""
     graph = build_graph_text(text, filename, network=network, import_path=import_path, **arguments)
-    return compile_graph(graph, dtype=dtype)
+    return compile_graph_model(graph, dtype=dtype)
 
 
 def compile_graph_model(graph: Graph, *, dtype: str = "float32") -> CompiledModel:
-    """The last stage alone, for a graph the front end already built (`archdsl compile`)."""
+    """The last stage alone, for a graph the front end already built (`archdsl compile`).
+
+    Raises:
+        ArchValueError: the parameters do not fit in this machine's free memory.
+    """
+    check_fits(graph)
     return compile_graph(graph, dtype=dtype)

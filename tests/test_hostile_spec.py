@@ -234,7 +234,7 @@ def test_non_finite_numbers_are_refused() -> None:
     overflow = "network N {\n    input 8x8x3\n    batchnorm eps = 1e300 * 1e300\n}\n"
     assert _text_error(overflow).startswith("t.arch:3:21: error: `1e300 * 1e300` is not a finite")
     api = "network N(e = 0.1) {\n    input 8x8x3\n    batchnorm eps = e\n}\n"
-    assert "`batchnorm` eps must be a finite number, got nan" in _text_error(api, e=float("nan"))
+    assert "t.arch:3:21: error: `e` is nan, not a finite number" in _text_error(api, e=float("nan"))
 
 
 def test_aux_weight_must_be_finite_and_not_negative() -> None:
@@ -244,9 +244,7 @@ def test_aux_weight_must_be_finite_and_not_negative() -> None:
         "t.arch:4:20: error: an `aux` weight scales a loss and cannot be negative, got -1"
     )
     nan = head.replace("{}", "w", 1)
-    assert "t.arch:4:20: error: `aux` weight must be a finite number, got nan" in _text_error(
-        nan, w=float("nan")
-    )
+    assert "t.arch:4:20: error: `w` is nan, not a finite number" in _text_error(nan, w=float("nan"))
 
 
 @pytest.mark.parametrize(
@@ -370,3 +368,34 @@ def test_the_api_never_raises_a_bare_recursion_error() -> None:
     finally:
         sys.setrecursionlimit(limit)
     assert str(caught.value).startswith("deep.arch:1:1: error: the spec nests too deeply")
+
+
+def test_a_network_too_big_for_memory_is_refused_with_the_figures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from archdsl import compiler
+    from archdsl.graph import memory
+
+    text = "network Big {\n    input 1000\n    dense 1000\n}\n"
+    graph = build_graph_text(text, "big.arch")
+    assert memory.parameter_bytes(graph) == (1000 * 1000 + 1000) * 4
+    with pytest.raises(ArchError) as caught:
+        memory.check_fits(graph, available=1_000_000)
+    assert str(caught.value).startswith(
+        "big.arch:1:1: error: network `Big` needs 3.8 MiB (4,004,000 bytes) for its "
+        "parameters, but this machine has 976.6 KiB (1,000,000 bytes) available"
+    )
+    memory.check_fits(graph, available=4_004_000)
+    monkeypatch.setattr(memory, "available_memory", lambda: 1_000)
+    with pytest.raises(ArchError, match=r"needs 3\.8 MiB"):
+        compiler.compile_spec(text, "big.arch")
+
+
+def test_a_block_calling_itself_twice_is_refused_without_exponential_work() -> None:
+    # Estimating the size of `repeat` walked both calls to every depth: 2^64 walks.
+    text = (
+        "block b() {\n    concat { branch { b() } branch { b() } }\n}\n"
+        "network N {\n    input 8x8x3\n    repeat 3 { b() }\n}\n"
+    )
+    shown = _text_error(text)
+    assert shown.startswith("t.arch:2:23: error: block `b` calls itself: b -> b")

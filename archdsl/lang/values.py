@@ -59,7 +59,10 @@ def evaluate(expr: s.Expr, env: Mapping[str, Value]) -> Value:
         return expr.value
     if isinstance(expr, s.Name):
         if expr.id in env:
-            return env[expr.id]
+            value = env[expr.id]
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ArchValueError(f"`{expr.id}` is {value}, not a finite number", expr.span)
+            return value
         if expr.id in ("true", "false"):
             return expr.id == "true"
         return Word(expr.id)
@@ -187,8 +190,6 @@ def coerce(kind: str, value: Value, what: str) -> object:
         raise ValueError(f"{what} must be `true` or `false`, got {describe(value)}")
     if kind == "float":
         if isinstance(value, int | float) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise ValueError(f"{what} must be a finite number, got {value}")
             return float(value)
         raise ValueError(f"{what} must be a number, got {describe(value)}")
     if kind.startswith("enum:"):
