@@ -19,6 +19,9 @@ _COMMANDS = (
     "graph",
     "fuzz",
     "fmt",
+    "lsp",
+    "plot",
+    "view",
 )
 """Modules of `archdsl.cli`; each has `register(subparsers)` setting `func`."""
 
