@@ -81,7 +81,12 @@ def _positive(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Build, report, and optionally export."""
-    graph = build_graph(args.spec, network=args.network, **network_arguments(args.arg))
+    graph = build_graph(
+        args.spec,
+        network=args.network,
+        import_path=args.import_path,
+        **network_arguments(args.arg),
+    )
     report = build_report(graph)
     if args.depth is not None:
         report = dataclasses.replace(report, rows=tuple(fold_rows(report.rows, args.depth)))

@@ -108,7 +108,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train; exit 0 when all epochs ran, 130 when stopped by Ctrl-C (checkpoint saved)."""
-    graph = build_graph(args.spec, network=args.network, **network_arguments(args.arg))
+    graph = build_graph(
+        args.spec,
+        network=args.network,
+        import_path=args.import_path,
+        **network_arguments(args.arg),
+    )
     classes = classes_of(graph)
     folder = (
         None

@@ -18,6 +18,7 @@ from archdsl.graph import ops
 from archdsl.graph.shapes import Shape
 from archdsl.lang import syntax as s
 from archdsl.lang.kinds import coerce
+from archdsl.lang.source import Span
 from archdsl.lang.values import (
     INPUT,
     Value,
@@ -78,6 +79,7 @@ def _check_range(
     env: dict[str, Value],
     *,
     default: bool = False,
+    at: Span | None = None,
 ) -> None:
     if param.low is None or param.high is None:
         return
@@ -100,7 +102,22 @@ def _check_range(
         raise ArchValueError(
             f"network `{definition.name.text}` takes `{param.name.text}` in "
             f"{describe(low)}..{describe(high)}, {what} {describe(value)}",
-            param.span,
+            at or param.span,
+            notes=[f"the range is declared at {param.span}"] if at else (),
+        )
+
+
+def check_use_ranges(base: s.NetworkDef, use: s.Use, env: dict[str, Value]) -> None:
+    """`use Base(c = 99)` must respect the ranges Base declares, as `--arg` does.
+
+    Raises:
+        ArchValueError: at the argument of the `use`, noting where the range is declared.
+    """
+    given = {kwarg.name.text: kwarg.value.span for kwarg in use.kwargs}
+    given.update({p.name.text: a.span for p, a in zip(base.params, use.args, strict=False)})
+    for param in base.params:
+        _check_range(
+            base, param, env, default=param.name.text not in given, at=given.get(param.name.text)
         )
 
 
@@ -157,6 +174,9 @@ def bind_op(
                 help_ = did_you_mean(value, [*fields, *op_class.flags, *_params(env)])
             if isinstance(value, Word) and (value in names):
                 help_ = f"one statement per line, or chain them: `... -> {value} ...`"
+            glued = _glued_size_name(args[index - 2] if index >= 2 else None, arg, env)
+            if glued is not None:
+                help_ = glued
             errors.append(
                 ArchValueError(
                     f"`{spelling}` takes no more positional arguments "
@@ -170,7 +190,12 @@ def bind_op(
     for kwarg in call.kwargs:
         key = kwarg.name.text
         if key not in fields:
-            errors.append(unknown_name(key, kwarg.name.span, fields, f"`{spelling}` argument"))
+            error = unknown_name(key, kwarg.name.span, fields, f"`{spelling}` argument")
+            if isinstance(kwarg.value, s.Name) and kwarg.value.id in ops.OPS:
+                error.help = (
+                    f"a layer follows with `->`: write `{spelling} ... -> {kwarg.value.id}`"
+                )
+            errors.append(error)
             continue
         put(key, evaluate(kwarg.value, env), kwarg.value)
     attrs: dict[str, object] = {}
@@ -265,6 +290,25 @@ def bind_block_arguments(
 def _params(env: Mapping[str, Any]) -> list[str]:
     """The parameter names of an environment (not the block input `in`)."""
     return [name for name in env if name != INPUT]
+
+
+def _glued_size_name(before: s.Expr | None, arg: s.Expr, env: Mapping[str, Value]) -> str | None:
+    """`8x8xclasses`: a size glued to a name reads as `8x8` then the word `xclasses`."""
+    if not isinstance(arg, s.Name) or not arg.id.startswith("x") or len(arg.id) < 2:
+        return None
+    if not isinstance(before, s.Size | s.Int):
+        return None
+    if (before.span.end_line, before.span.end_column) != (arg.span.line, arg.span.column):
+        return None
+    name = arg.id[1:]
+    known = "" if name in env else f" (`{name}` is not a parameter here)"
+    written = before.span.source.line(before.span.line)[
+        before.span.column - 1 : before.span.end_column - 1
+    ]
+    return (
+        f"`{arg.id}` reads as one name{known}; to multiply by `{name}`, put spaces "
+        f"around `x`: `{written} x {name}`"
+    )
 
 
 @functools.cache

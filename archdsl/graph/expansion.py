@@ -20,37 +20,51 @@ MAX_BLOCK_DEPTH = 64
 
 
 def min_nodes(
-    body: Sequence[s.Stmt], env: Mapping[str, Value] | None, program: Program, depth: int = 0
+    body: Sequence[s.Stmt],
+    env: Mapping[str, Value] | None,
+    program: Program,
+    depth: int = 0,
+    memo: dict[str, int] | None = None,
 ) -> int:
     """A lower bound on the nodes `body` makes, computed without building anything.
 
     Counts layers, and multiplies by `repeat` counts that are literals or known in `env`
     (inside a called block the arguments are unknown, so only literals count). Being a
-    lower bound, a refusal based on it is never wrong.
+    lower bound, a refusal based on it is never wrong. `memo` holds each block's count,
+    so a block that calls itself twice costs one walk, not 2^depth.
     """
     if depth > MAX_BLOCK_DEPTH:
         return 0
+    memo = {} if memo is None else memo
     total = 0
     for stmt in body:
         if isinstance(stmt, s.Aux):
-            total += min_nodes(stmt.body, env, program, depth + 1)
+            total += min_nodes(stmt.body, env, program, depth + 1, memo)
         if not isinstance(stmt, s.Chain):
             continue
         for step in stmt.steps:
-            total += _min_step_nodes(step, env, program, depth)
+            total += _min_step_nodes(step, env, program, depth, memo)
             if total > MAX_NODES:
                 return total
     return total
 
 
 def _min_step_nodes(
-    step: s.Step, env: Mapping[str, Value] | None, program: Program, depth: int
+    step: s.Step,
+    env: Mapping[str, Value] | None,
+    program: Program,
+    depth: int,
+    memo: dict[str, int],
 ) -> int:
     if isinstance(step, s.Call):
         block = program.definitions.get(step.op.text)
-        if isinstance(block, s.BlockDef):
-            return min_nodes(block.body, None, program, depth + 1)
-        return 1
+        if not isinstance(block, s.BlockDef):
+            return 1
+        name = block.name.text
+        if name not in memo:
+            memo[name] = 0  # a block that calls itself counts nothing for that call
+            memo[name] = min_nodes(block.body, None, program, depth + 1, memo)
+        return memo[name]
     if isinstance(step, s.Repeat):
         try:
             count = (
@@ -60,8 +74,8 @@ def _min_step_nodes(
             count = 0
         if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
             return 0
-        return count * min_nodes(step.body, env, program, depth + 1)
+        return count * min_nodes(step.body, env, program, depth + 1, memo)
     if isinstance(step, s.Merge):
-        return 1 + sum(min_nodes(b.body, env, program, depth + 1) for b in step.branches)
+        return 1 + sum(min_nodes(b.body, env, program, depth + 1, memo) for b in step.branches)
     extra = 1 if isinstance(step, s.Residual) else 0
-    return extra + min_nodes(step.body, env, program, depth + 1)
+    return extra + min_nodes(step.body, env, program, depth + 1, memo)

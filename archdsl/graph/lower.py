@@ -23,7 +23,13 @@ from typing import Any
 
 from archdsl.errors import ArchError, ArchNameError, ArchValueError, raise_all
 from archdsl.graph import ops
-from archdsl.graph.bind import BindError, bind_block_arguments, bind_network_arguments, bind_op
+from archdsl.graph.bind import (
+    BindError,
+    bind_block_arguments,
+    bind_network_arguments,
+    bind_op,
+    check_use_ranges,
+)
 from archdsl.graph.expansion import MAX_BLOCK_DEPTH, MAX_NODES, min_nodes
 from archdsl.graph.ir import AuxHead, Graph, Node, ShapeCheck
 from archdsl.graph.passes.infer_shapes import node_shape
@@ -91,6 +97,9 @@ class _Ctx:
     aux: str | None = None
     trace: tuple[Span, ...] = ()
     blocks: tuple[str, ...] = ()
+    networks: tuple[str, ...] = ()
+    iterated: dict[str, tuple[Span, str]] = field(default_factory=dict)
+    """Taps defined inside a `repeat` body: one per iteration, so `from NAME` is ambiguous."""
 
     def but(self, **changes: Any) -> _Ctx:
         return dataclasses.replace(self, **changes)
@@ -144,8 +153,9 @@ class _Lowerer:
         definition = select_network(self.program, name)
         self.graph.name = definition.name.text
         self.graph.span = definition.span
+        self._check_shadowing()
         env = bind_network_arguments(definition, arguments)
-        ctx = _Ctx(scope=_Scope(""), env=env, taps={})
+        ctx = _Ctx(scope=_Scope(""), env=env, taps={}, networks=(definition.name.text,))
         out = self._body(definition.body, None, ctx)
         self.graph.arguments = dict(env)
         if out is None and not self.errors:
@@ -162,6 +172,22 @@ class _Lowerer:
         self._check_used(definition)
         return self.graph
 
+    def _check_shadowing(self) -> None:
+        """A block named like a layer would never be called: the layer wins. Refuse it."""
+        for name, definition in self.program.definitions.items():
+            op_class = ops.OPS.get(name)
+            if isinstance(definition, s.BlockDef) and op_class is not None:
+                what = "layer" if op_class.user_visible else "construct"
+                self.errors.append(
+                    ArchNameError(
+                        f"block `{name}` has the name of a {what}: calls to `{name}` "
+                        f"would build the {what}, never this block",
+                        definition.name.span,
+                        help=f"rename the block, e.g. `{name}_block`",
+                    )
+                )
+
+    # statements -------------------------------------------------------------------------
     def _body(self, body: Sequence[s.Stmt], cur: str | None, ctx: _Ctx) -> str | None:
         self._reserve(body, ctx.scope)
         for stmt in body:
@@ -173,9 +199,13 @@ class _Lowerer:
                 elif isinstance(stmt, s.Use):
                     cur = self._use(stmt, cur, ctx)
             except _Skip:
+                if isinstance(stmt, s.Use) and cur is None:
+                    break  # the rest would only repeat that it has no input
                 continue
             except ArchError as error:
                 self._record(error, ctx)
+                if isinstance(stmt, s.Use) and cur is None:
+                    break
         return cur
 
     def _reserve(self, body: Sequence[s.Stmt], scope: _Scope) -> None:
@@ -243,10 +273,25 @@ class _Lowerer:
         found = ctx.taps.get(ident.text)
         if found is None:
             found = self.scope_outputs.get(ctx.scope.qualify(ident.text))
+        if found is None and ctx.scope.qualify(ident.text) in self.graph:
+            found = ctx.scope.qualify(ident.text)
         if found is None and ident.text in self.graph:
             found = ident.text
+        if found is None and ident.text in ctx.iterated:
+            raise self._fail(_iterated_tap(ident, *ctx.iterated[ident.text]), ctx)
         if found is None:
             raise self._fail(unknown_name(ident.text, ident.span, ctx.taps, "tap"), ctx)
+        head = self.graph.node(found).aux
+        if head is not None and head != ctx.aux:
+            raise self._fail(
+                ArchNameError(
+                    f"`from {ident.text}`: `{found}` is inside aux head `{head}`, which "
+                    "exists only in training; nothing outside the head can use it",
+                    ident.span,
+                    help="move the layer before the `aux` head and tap it there",
+                ),
+                ctx,
+            )
         return found
 
     def _aux(self, aux: s.Aux, cur: str | None, ctx: _Ctx) -> None:
@@ -259,6 +304,11 @@ class _Lowerer:
                 weight = float(coerce("float", value, "`aux` weight"))  # type: ignore[arg-type]
             except ValueError as error:
                 raise ArchValueError(str(error), kwarg.value.span) from None
+            if weight < 0:
+                raise ArchValueError(
+                    f"an `aux` weight scales a loss and cannot be negative, got {describe(value)}",
+                    kwarg.value.span,
+                )
         if cur is None:
             raise ArchNameError("an `aux` head needs a layer before it", aux.span)
         key = ctx.scope.qualify(aux.name.text)
@@ -303,6 +353,16 @@ class _Lowerer:
                 node.span,
                 help="check the `repeat` counts",
             )
+        for source in node.inputs:
+            head = self.graph.node(source).aux
+            if head is not None and head != node.aux and node.aux is None:
+                raise self._fail(
+                    ArchNameError(
+                        f"`{source}` is inside aux head `{head}`; the main path cannot use it",
+                        node.span,
+                    ),
+                    ctx,
+                )
         self.graph.add(name, node)
         return name
 
@@ -414,6 +474,7 @@ class _Lowerer:
             scope=scope,
             env=env,
             taps={},
+            iterated={},
             trace=(call.span, *ctx.trace),
             blocks=(*ctx.blocks, name),
         )
@@ -538,15 +599,22 @@ class _Lowerer:
             if iteration == 1:
                 self._check_expansion(step, count, len(self.graph) - before, ctx)
             scope = parent.child(parent.next_number())
+            size, start = len(self.graph), cur
             if sole_block is not None:
                 call, block = sole_block
                 cur = self._block(block, call, cur, ctx, scope=scope)
             else:
-                cur = self._body(step.body, cur, ctx.but(scope=scope))
+                taps = dict(ctx.taps)
+                cur = self._body(step.body, cur, ctx.but(scope=scope, taps=taps))
                 if cur is not None:
                     self.scope_outputs[scope.prefix] = cur
+                for tap, node in taps.items():
+                    if ctx.taps.get(tap) != node:
+                        ctx.iterated[tap] = (step.span, _iteration_tap(step, node, ctx.scope))
             if len(self.errors) > 50:
                 break
+            if len(self.graph) == size and cur == start:
+                break  # an empty body: every further iteration is the same no-op
         if step.alias is not None and cur is not None:
             self.scope_outputs[parent.prefix] = cur
         return self._name_point(step.alias, cur, ctx)
@@ -592,13 +660,47 @@ class _Lowerer:
                 ),
                 ctx,
             )
+        name = base.name.text
+        if name in ctx.networks:
+            chain = " -> ".join([*ctx.networks[ctx.networks.index(name) :], name])
+            raise self._fail(
+                ArchNameError(f"network `{name}` uses itself: {chain}", use.network.span), ctx
+            )
+        if len(ctx.networks) > MAX_BLOCK_DEPTH:
+            raise self._fail(
+                ArchValueError(f"`use` nests deeper than {MAX_BLOCK_DEPTH} networks", use.span),
+                ctx,
+            )
         env = self._bind_block(base, use, ctx)
+        try:
+            check_use_ranges(base, use, env)
+        except ArchError as error:
+            raise self._fail(error, ctx) from None
         taps: dict[str, str] = {}
-        out = self._body(base.body, None, ctx.but(env=env, taps=taps, trace=(use.span, *ctx.trace)))
+        iterated: dict[str, tuple[Span, str]] = {}
+        inner = ctx.but(
+            env=env,
+            taps=taps,
+            iterated=iterated,
+            trace=(use.span, *ctx.trace),
+            networks=(*ctx.networks, name),
+        )
+        out = self._body(base.body, None, inner)
         if out is None:
             raise _Skip()
         if use.upto is not None:
-            out = self._resolve_point(use.upto, taps, ctx)
+            out = self._resolve_point(use.upto, taps, ctx, iterated)
+            head = self.graph.node(out).aux
+            if head is not None:
+                raise self._fail(
+                    ArchNameError(
+                        f"`upto {use.upto.text}`: `{out}` is inside aux head `{head}`, "
+                        "not on the main path",
+                        use.upto.span,
+                        help="cut at a layer of the main path",
+                    ),
+                    ctx,
+                )
             keep = self.graph.ancestors(out) | {out}
             for name in [n for n in self.graph.order() if n not in keep]:
                 self.graph.remove(name)
@@ -607,7 +709,18 @@ class _Lowerer:
         if use.frozen:
             frozen = set(self.graph.order())
             if use.frozen_upto is not None:
-                point = self._resolve_point(use.frozen_upto, taps, ctx)
+                point = self._resolve_point(use.frozen_upto, taps, ctx, iterated)
+                if point not in self.graph:
+                    raise self._fail(
+                        ArchNameError(
+                            f"`frozen upto {use.frozen_upto.text}`: `{point}` is not kept by "
+                            f"`upto {use.upto.text if use.upto else ''}`, which keeps only "
+                            "its layer and what that depends on",
+                            use.frozen_upto.span,
+                            help="freeze up to a layer at or before the `upto` layer",
+                        ),
+                        ctx,
+                    )
                 frozen = self.graph.ancestors(point) | {point}
             for name in frozen:
                 node = self.graph.node(name)
@@ -615,11 +728,19 @@ class _Lowerer:
         ctx.taps.update({k: v for k, v in taps.items() if v in self.graph})
         return out
 
-    def _resolve_point(self, ident: s.Ident, taps: Mapping[str, str], ctx: _Ctx) -> str:
+    def _resolve_point(
+        self,
+        ident: s.Ident,
+        taps: Mapping[str, str],
+        ctx: _Ctx,
+        iterated: Mapping[str, tuple[Span, str]],
+    ) -> str:
         text = ident.text
         found = taps.get(text) or self.scope_outputs.get(text)
         if found is None and text in self.graph:
             found = text
+        if found is None and text in iterated:
+            raise self._fail(_iterated_tap(ident, *iterated[text]), ctx)
         if found is None:
             names = [*taps, *self.scope_outputs]
             raise self._fail(unknown_name(text, ident.span, names, "layer"), ctx)
@@ -643,3 +764,25 @@ class _Lowerer:
                     )
                 )
         raise_all(errors)
+
+
+def _iteration_tap(step: s.Repeat, node: str, scope: _Scope) -> str:
+    """How to tap the last iteration's `node` by its full name, from the repeat's scope."""
+    local = node[len(scope.prefix) + 1 :] if scope.prefix else node
+    if step.alias is not None:
+        return f"tap one iteration by its full name, e.g. `from {local}` for the last one"
+    return (
+        f"name the repeat (`repeat ... as r {{ ... }}`) and tap one iteration by its "
+        f"full name, e.g. `from r.{local}` for the last one"
+    )
+
+
+def _iterated_tap(ident: s.Ident, repeat: Span, help_: str) -> ArchNameError:
+    """`from f` after a `repeat` whose body defines `f`: one per iteration, none chosen."""
+    return ArchNameError(
+        f"`{ident.text}` is defined inside the `repeat` on line {repeat.line}, once per "
+        "iteration, so `from` cannot tell which one",
+        ident.span,
+        notes=[f"the `repeat` is at {repeat}"],
+        help=help_,
+    )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from archdsl.graph.ir import Graph
 from archdsl.graph.ops import Conv
 from archdsl.graph.shapes import Shape, format_shape
+from archdsl.lang.numbers import format_count as format_count  # still importable from here
 
 
 @dataclass(frozen=True)

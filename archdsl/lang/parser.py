@@ -20,7 +20,9 @@ from archdsl.errors import ArchSyntaxError, ArchValueError
 from archdsl.lang import syntax as s
 from archdsl.lang.grammar import grammar_path, lark_parser, terminal_labels
 from archdsl.lang.numbers import MAX_DIM
-from archdsl.lang.source import Source, Span
+from archdsl.lang.source import Source, Span, split_lines
+
+BOM = "\ufeff"
 
 MAX_SOURCE_BYTES = 8 * 1024 * 1024
 """Specs are small; a bigger file is refused before parsing."""
@@ -32,6 +34,8 @@ def parse(text: str, filename: str = "<string>") -> s.Spec:
     Raises:
         ArchSyntaxError: the text does not follow the grammar.
     """
+    if text.startswith(BOM):
+        text = text[1:]  # a UTF-8 byte order mark, as some editors write: not part of line 1
     source = Source(filename, text)
     if len(text) > MAX_SOURCE_BYTES:
         raise ArchSyntaxError(
@@ -53,7 +57,7 @@ def parse(text: str, filename: str = "<string>") -> s.Spec:
             items = _syntax_parser().parse(text)
         except UnexpectedInput as error:
             raise _translate(error, source) from None
-    lines = text.splitlines() or [""]
+    lines = split_lines(text) or [""]
     span = Span(source, 1, 1, len(lines), len(lines[-1]) + 1)
     return s.Spec(items=items, source=source, span=span)
 
@@ -209,7 +213,7 @@ def _scan_braces(source: Source) -> tuple[Span | None, Span | None]:
     """(the innermost unclosed `{`, the first `{` nested deeper than `MAX_NESTING`)."""
     too_deep: Span | None = None
     stack: list[tuple[int, int]] = []
-    for number, line in enumerate(source.text.splitlines(), start=1):
+    for number, line in enumerate(split_lines(source.text), start=1):
         in_string = False
         for column, char in enumerate(line.expandtabs(4), start=1):
             if char == '"':
@@ -228,7 +232,7 @@ def _scan_braces(source: Source) -> tuple[Span | None, Span | None]:
 
 
 def _end_span(source: Source) -> Span:
-    lines = source.text.splitlines() or [""]
+    lines = split_lines(source.text) or [""]
     return Span.point(source, len(lines), len(lines[-1].expandtabs(4)) + 1)
 
 

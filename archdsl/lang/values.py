@@ -5,6 +5,7 @@ Turning a value into an op attribute is `kinds.coerce`."""
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeAlias
 
@@ -78,14 +79,17 @@ def evaluate(expr: s.Expr, env: Mapping[str, Any]) -> Value:
     if isinstance(expr, s.Int):
         return _bounded(expr.value, expr)
     if isinstance(expr, s.Float):
-        return expr.value
+        return _finite(expr.value, expr)
     if isinstance(expr, s.Size):
         return tuple(_bounded(v, expr) for v in expr.value)
     if isinstance(expr, s.Str):
         return expr.value
     if isinstance(expr, s.Name):
         if expr.id in env:
-            return env[expr.id]
+            value = env[expr.id]
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ArchValueError(f"`{expr.id}` is {value}, not a finite number", expr.span)
+            return value
         if expr.id in ("true", "false"):
             return expr.id == "true"
         return Word(expr.id)
@@ -187,6 +191,19 @@ def _bounded(value: int, expr: s.Expr) -> int:
     return value
 
 
+def _finite(value: float, expr: s.Expr) -> float:
+    if not math.isfinite(value):
+        text = expr.span.source.line(expr.span.line)[
+            expr.span.column - 1 : expr.span.end_column - 1
+        ]
+        raise ArchValueError(
+            f"`{text.strip() or value}` is not a finite number: it is beyond the range "
+            "of a 64-bit float",
+            expr.span,
+        )
+    return value
+
+
 def _binop(expr: s.BinOp, left: Value, right: Value, env: Mapping[str, Any]) -> Value:
     for side, value in ((expr.left, left), (expr.right, right)):
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -218,6 +235,8 @@ def _binop(expr: s.BinOp, left: Value, right: Value, env: Mapping[str, Any]) -> 
         result = left // right
     else:
         result = left / right
+    if isinstance(result, float):
+        _finite(result, expr)
     if isinstance(result, int) and abs(result) > MAX_DIM:
         raise ArchValueError(
             f"{result} is too large: sizes and counts are limited to {MAX_DIM:,}", expr.span

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -73,6 +73,7 @@ def fuzz_file(
     max_examples: int = 100,
     seed: int | None = None,
     backend: bool = False,
+    import_path: Sequence[str | Path] = (),
 ) -> list[FuzzResult]:
     """Fuzz every network of a file (or the one named); a file of blocks gives `[]`.
 
@@ -80,7 +81,7 @@ def fuzz_file(
         ArchError: the file does not load, or a network cannot be fuzzed (a parameter
             with neither default nor range; a range that is not two numbers).
     """
-    program = load_file(path)
+    program = load_file(path, import_path=import_path)
     if network is not None:
         names = [select_network(program, network).name.text]
     else:
