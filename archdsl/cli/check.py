@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from archdsl.errors import ArchError
-from archdsl.frontend import build_program_graph
+from archdsl.frontend import build_program_graph, paused_gc
 from archdsl.lang.loader import load_file
 
 
@@ -24,12 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def check_file(path: str) -> int:
     """Check one file's networks; return how many were checked. Raises `ArchError`."""
-    program = load_file(path)
-    checked = 0
-    for network in program.networks:
-        if all(p.default is not None for p in network.params):
-            build_program_graph(program, network.name.text, {})
-            checked += 1
+    with paused_gc():
+        program = load_file(path)
+        checked = 0
+        for network in program.networks:
+            if all(p.default is not None for p in network.params):
+                build_program_graph(program, network.name.text, {})
+                checked += 1
     return checked
 
 
