@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from archdsl.backend.model import CompiledModel, compile_graph
 from archdsl.frontend import build_graph, build_graph_text
 from archdsl.graph.ir import Graph
+from archdsl.graph.memory import check_fits
 from archdsl.lang.values import Value
 
 
@@ -15,6 +17,7 @@ def compile_file(
     *,
     dtype: str = "float32",
     network: str | None = None,
+    import_path: Sequence[str | Path] = (),
     **arguments: Value,
 ) -> CompiledModel:
     """Compile a network of a `.arch` file (its last one unless `network` names one).
@@ -24,7 +27,8 @@ def compile_file(
     Raises:
         ArchError: anything wrong with the spec, with its position.
     """
-    return compile_graph(build_graph(path, network=network, **arguments), dtype=dtype)
+    graph = build_graph(path, network=network, import_path=import_path, **arguments)
+    return compile_graph_model(graph, dtype=dtype)
 
 
 def compile_spec(
@@ -33,13 +37,19 @@ def compile_spec(
     *,
     dtype: str = "float32",
     network: str | None = None,
+    import_path: Sequence[str | Path] = (),
     **arguments: Value,
 ) -> CompiledModel:
-    """`compile_file` for spec text; imports resolve relative to the current folder."""
-    graph = build_graph_text(text, filename, network=network, **arguments)
-    return compile_graph(graph, dtype=dtype)
+    """`compile_file` for spec text; imports resolve inside the current folder."""
+    graph = build_graph_text(text, filename, network=network, import_path=import_path, **arguments)
+    return compile_graph_model(graph, dtype=dtype)
 
 
 def compile_graph_model(graph: Graph, *, dtype: str = "float32") -> CompiledModel:
-    """The last stage alone, for a graph the front end already built (`archdsl compile`)."""
+    """The last stage alone, for a graph the front end already built (`archdsl compile`).
+
+    Raises:
+        ArchValueError: the parameters do not fit in this machine's free memory.
+    """
+    check_fits(graph)
     return compile_graph(graph, dtype=dtype)

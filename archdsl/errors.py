@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Sequence
 
-from archdsl.lang.source import Span
+from archdsl.lang.source import Span, split_lines
 
 
 class ArchError(Exception):
@@ -29,6 +30,29 @@ class ArchError(Exception):
 
     def __str__(self) -> str:
         return render(self)
+
+    def to_json(self) -> dict[str, object]:
+        """The error as plain data (`--json`): position, message, notes, help, call sites."""
+        span = self.span
+        where: dict[str, object] = {"file": None, "line": None, "column": None}
+        if span is not None:
+            where = {
+                "file": span.filename,
+                "line": span.line,
+                "column": span.column,
+                "end_line": span.end_line,
+                "end_column": span.end_column,
+            }
+        return {
+            "severity": "error",
+            "kind": type(self).__name__,
+            **where,
+            "message": self.message,
+            "notes": list(self.notes),
+            "help": self.help,
+            "trace": [str(site) for site in self.trace],
+            "rendered": render(self),
+        }
 
     def sort_key(self) -> tuple[str, int, int]:
         """Errors sort by file, line, column."""
@@ -65,6 +89,10 @@ class ArchErrors(ArchError):
         first = self.errors[0]
         super().__init__(first.message, first.span)
 
+    def to_json(self) -> dict[str, object]:
+        """The first error's fields, and every error under `errors`."""
+        return {**self.errors[0].to_json(), "errors": [e.to_json() for e in self.errors]}
+
     def __str__(self) -> str:
         body = "\n\n".join(render(e) for e in self.errors)
         return f"{body}\n\n{len(self.errors)} errors"
@@ -88,17 +116,42 @@ def raise_all(errors: Sequence[ArchError]) -> None:
 def render(error: ArchError) -> str:
     """`file:line:col: error: message`, the source line, a caret, notes and help."""
     span = error.span
+    message = escape_controls(error.message)
     if span is None:
-        lines = [f"error: {error.message}"]
+        lines = [f"error: {message}"]
     else:
-        lines = [f"{span}: error: {error.message}"]
+        lines = [f"{escape_controls(str(span))}: error: {message}"]
         lines.extend(_excerpt(span))
     for site in error.trace:
-        lines.append(f"   = note: in the block called at {site}")
-    lines.extend(f"   = note: {note}" for note in error.notes)
+        lines.append(f"   = note: in the block called at {escape_controls(str(site))}")
+    lines.extend(f"   = note: {escape_controls(note)}" for note in error.notes)
     if error.help:
-        lines.append(f"   = help: {error.help}")
+        lines.append(f"   = help: {escape_controls(error.help)}")
     return "\n".join(lines)
+
+
+def _is_control(char: str) -> bool:
+    """Characters a terminal acts on or reorders (escapes, bidi overrides), not prints."""
+    return unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp")
+
+
+def escape_controls(text: str) -> str:
+    """`text` with control characters written as escapes (`\\x1b`), safe for a terminal."""
+    if text.isprintable():
+        return text
+    return "".join(
+        ascii(char)[1:-1] if _is_control(char) and char != "\n" else char for char in text
+    )
+
+
+def _shown(line: str) -> str:
+    """A source line for display: each control character becomes one `\ufffd`.
+
+    One character for one keeps the caret under the right column.
+    """
+    if line.isprintable():
+        return line
+    return "".join("\ufffd" if _is_control(char) else char for char in line)
 
 
 _MAX_SHOWN = 120
@@ -106,8 +159,8 @@ _MAX_SHOWN = 120
 
 
 def _excerpt(span: Span) -> list[str]:
-    text = span.source.line(span.line)
-    if not text and span.line > len(span.source.text.splitlines()):
+    text = _shown(span.source.line(span.line))
+    if not text and span.line > len(split_lines(span.source.text)):
         return []
     number = str(span.line)
     gutter = " " * len(number)

@@ -27,7 +27,12 @@ Every error names the file, line and column, shows the line with a caret under t
 offending text, and says what was expected or what the two shapes were. Independent
 name and argument errors are all reported in one run, sorted by position; shape errors
 stop at the first (later shapes depend on it). `archdsl compile` and `archdsl check`
-exit with status 1 on any of these, and never print a Python traceback.
+exit with status 1 on any of these, and never print a Python traceback. With `--json`,
+the error is also one JSON object on standard output, for tools: `file`, `line`,
+`column`, `end_line`, `end_column`, `message`, `notes`, `help`, `kind` (the error class),
+`trace` (the block calls that led there) and `rendered` (the text above); with several
+errors, the first one's fields and all of them under `errors`. Control characters in a
+spec are shown escaped (`\\x1b`) or as `\ufffd`, never sent to the terminal.
 
 This page is generated from the test suite's broken specs by `docs/make_diagnostics.py`
 (a test fails when it is stale).

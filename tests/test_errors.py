@@ -175,6 +175,22 @@ CASES: list[tuple[str, str, str, str, str]] = [
         "from `concat.branch2.conv`",
     ),
     (
+        "multiply_cannot_broadcast",
+        "network N {\n    input 8x8x16\n    multiply {\n"
+        "        branch { conv 16 1x1 }\n        branch { globalavgpool -> dense 8 }\n    }\n}\n",
+        "3:5",
+        "`multiply`: cannot multiply 8 (branch 2) with 8x8x16 (branch 1)",
+        "`multiply` gets 8 from `multiply.branch2.dense`",
+    ),
+    (
+        "not_a_merge",
+        "network N {\n    input 8x8x1\n    relu {\n"
+        "        branch { relu }\n        branch { tanh }\n    }\n}\n",
+        "3:5",
+        "`relu` is a layer, not a merge: only a merge takes branches",
+        "the merges are add, concat, multiply",
+    ),
+    (
         "residual_identity",
         "network N {\n    input 56x56x64\n"
         "    residual shortcut = identity {\n        conv 128 3x3 stride 2 same\n    }\n}\n",
@@ -372,6 +388,91 @@ CASES: list[tuple[str, str, str, str, str]] = [
         "3:13",
         "unexpected `{`",
         "did you mean `residual`?",
+    ),
+    (
+        "import_not_a_spec",
+        'import "../../etc/passwd"\nnetwork N {\n    input 8\n}\n',
+        "1:1",
+        "an import names a `.arch` file, got `../../etc/passwd`",
+        "",
+    ),
+    (
+        "duplicate_parameter",
+        "network N(a = 1, a = 2) {\n    input 8\n}\n",
+        "1:18",
+        "`N` has two parameters named `a`",
+        "the first is at",
+    ),
+    (
+        "use_out_of_range",
+        "network B(c = 4 in 1..8) {\n    input 8\n    dense c\n}\n"
+        "network N {\n    use B(c = 99)\n    dense 2\n}\n",
+        "6:15",
+        "network `B` takes `c` in 1..8, got 99",
+        "the range is declared at",
+    ),
+    (
+        "not_finite",
+        "network N {\n    input 8x8x3\n    batchnorm eps = 1e999\n}\n",
+        "3:21",
+        "`1e999` is not a finite number",
+        "",
+    ),
+    (
+        "negative_aux_weight",
+        "network N {\n    input 8\n    dense 4\n    aux a weight = -1 { dense 3 }\n    dense 2\n}\n",
+        "4:20",
+        "an `aux` weight scales a loss and cannot be negative, got -1",
+        "",
+    ),
+    (
+        "tap_into_aux_head",
+        "network N {\n    input 8\n    dense 4\n    aux a { dense 3 as h }\n    from h -> dense 2\n}\n",
+        "5:10",
+        "`from h`: `a.h` is inside aux head `a`",
+        "move the layer before the `aux` head",
+    ),
+    (
+        "use_itself",
+        "network A {\n    use A\n}\n",
+        "2:9",
+        "network `A` uses itself: A -> A",
+        "",
+    ),
+    (
+        "from_inside_repeat",
+        "network N {\n    input 8\n    repeat 3 { dense 4 as f }\n    from f -> dense 2\n}\n",
+        "4:10",
+        "`f` is defined inside the `repeat` on line 3, once per iteration",
+        "`from r.2.f`",
+    ),
+    (
+        "block_shadows_layer",
+        "block relu() { tanh }\nnetwork N {\n    input 8\n    relu\n}\n",
+        "1:7",
+        "block `relu` has the name of a layer",
+        "rename the block",
+    ),
+    (
+        "shortcut_stride",
+        "network N {\n    input 7x7x3\n    residual { conv 4 3x3 stride 2 valid }\n}\n",
+        "3:5",
+        "`residual`: the body strides by 2, so the shortcut does too, giving 4x4",
+        "pad the body's convolutions",
+    ),
+    (
+        "glued_size",
+        "network N(classes = 3) {\n    input 8x8xclasses\n}\n",
+        "2:14",
+        "`input` takes no more positional arguments",
+        "put spaces around `x`",
+    ),
+    (
+        "activation_keyword",
+        "network N {\n    input 8x8x3\n    conv 16 3x3 activation = relu\n}\n",
+        "3:17",
+        "unknown `conv` argument `activation`",
+        "a layer follows with `->`",
     ),
 ]
 

@@ -37,6 +37,7 @@ from archdsl.train.loop import (
     train,
     training_graph,
 )
+from archdsl.train.metrics import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -254,6 +255,17 @@ def test_stopped_and_killed_runs_resume_to_the_same_weights(
     assert [h.test_accuracy for h in resumed.history] == [
         h.test_accuracy for h in uninterrupted.history
     ]
+
+    # 4. One metrics log across the three runs: the killed run's steps 11-12 were dropped
+    # when the run resumed from step 10, and trained again to the same losses.
+    log = read_metrics(tmp_path)
+    steps = [r for r in log if r["kind"] == "step"]
+    whole = [r for r in read_metrics(uninterrupted.metrics) if r["kind"] == "step"]
+    assert [r["step"] for r in steps] == list(range(1, 16))
+    assert [r["loss"] for r in steps] == [r["loss"] for r in whole]
+    assert [r["epoch"] for r in log if r["kind"] == "epoch"] == [1, 2, 3]
+    assert set(steps[0]) >= {"loss", "main_loss", "aux_loss", "accuracy", "lr"}
+    assert set(steps[0]["aux_loss"]) == {"side"}
 
 
 def test_resume_refuses_other_settings(tiny_graph, small_digits, uninterrupted) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 
+from archdsl.cli._common import add_import_path_option
 from archdsl.errors import ArchError
 from archdsl.frontend import build_program_graph, paused_gc
 from archdsl.lang.loader import load_file
@@ -18,14 +20,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Check every network in each file.",
     )
     parser.add_argument("files", nargs="+", help=".arch files")
+    add_import_path_option(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     parser.set_defaults(func=run)
 
 
-def check_file(path: str) -> int:
+def check_file(path: str, *, import_path: Sequence[str] = ()) -> int:
     """Check one file's networks; return how many were checked. Raises `ArchError`."""
     with paused_gc():
-        program = load_file(path)
+        program = load_file(path, import_path=import_path)
         checked = 0
         for network in program.networks:
             if all(p.default is not None for p in network.params):
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.files:
         try:
-            checked = check_file(path)
+            checked = check_file(path, import_path=args.import_path)
         except ArchError as error:
             failed += 1
             print(str(error), file=sys.stderr)

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 from rich.table import Table
 
 from archdsl.cli._common import add_network_options, console, network_arguments
 from archdsl.frontend import build_graph
+from archdsl.graph.cost import (
+    OPTIMIZER_SLOTS,
+    Cost,
+    estimate,
+    fold_rows,
+    format_bytes,
+    format_flops,
+)
 from archdsl.graph.ir import format_graph
-from archdsl.graph.report import Report, build_report, format_count, format_macs
+from archdsl.graph.report import Report, build_report, format_macs
+from archdsl.lang.numbers import format_count
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,20 +41,75 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="also export the inference function (`model.jaxexport`)",
     )
+    cost = parser.add_argument_group("memory and FLOPs for a batch")
+    cost.add_argument(
+        "--batch",
+        type=_positive,
+        metavar="N",
+        help="add memory (weights, gradients, optimizer state, activations, peak) and FLOPs "
+        "for a batch of N",
+    )
+    cost.add_argument(
+        "--train",
+        action="store_true",
+        help="for a training step (forward + backward + update); default: inference",
+    )
+    cost.add_argument(
+        "--optimizer",
+        choices=sorted(OPTIMIZER_SLOTS),
+        default="adam",
+        help="optimizer state to count with --train (sgd: with momentum; default adam)",
+    )
+    parser.add_argument(
+        "--depth",
+        type=_positive,
+        metavar="N",
+        help="fold the table to blocks at depth N of the dotted names (as torchinfo)",
+    )
     parser.set_defaults(func=run)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
     """Build, report, and optionally export."""
-    graph = build_graph(args.spec, network=args.network, **network_arguments(args.arg))
+    graph = build_graph(
+        args.spec,
+        network=args.network,
+        import_path=args.import_path,
+        **network_arguments(args.arg),
+    )
     report = build_report(graph)
+    if args.depth is not None:
+        report = dataclasses.replace(report, rows=tuple(fold_rows(report.rows, args.depth)))
+    batch = args.batch if args.batch is not None else (1 if args.train else None)
+    cost = (
+        estimate(graph, batch, train=args.train, optimizer=args.optimizer)
+        if batch is not None
+        else None
+    )
     out = console()
     if args.json:
-        print(json.dumps(report.to_json(), indent=2))
+        data = report.to_json()
+        if args.depth is not None:
+            data["depth"] = args.depth
+        if cost is not None:
+            data["cost"] = cost.to_json()
+        print(json.dumps(data, indent=2))
     elif args.graph:
         print(format_graph(graph))
     else:
         print_report(report, out)
+        if cost is not None:
+            print_cost(cost, out)
     if args.output:
         from archdsl.backend.export import export_model
         from archdsl.compiler import compile_graph_model
@@ -52,6 +117,33 @@ def run(args: argparse.Namespace) -> int:
         export_model(compile_graph_model(graph), args.output)
         out.print(f"exported the inference function to {args.output}")
     return 0
+
+
+def print_cost(cost: Cost, out: object) -> None:
+    """Memory and FLOPs for the batch, after the table."""
+    mode = f"training step, {cost.optimizer}" if cost.train else "inference"
+    rows = [("parameters", cost.params_bytes + cost.state_bytes)]
+    if cost.train:
+        rows += [("gradients", cost.gradient_bytes), ("optimizer state", cost.optimizer_bytes)]
+    rows += [("input batch", cost.input_bytes)]
+    if cost.train:
+        rows += [
+            ("activations kept for backward", cost.activation_bytes),
+            ("largest gradient in flight", cost.transient_bytes),
+        ]
+    else:
+        rows += [("activations (live peak)", cost.activation_bytes)]
+    rows += [("estimated peak", cost.peak_bytes)]
+    lines = [f"memory for a batch of {cost.batch} ({mode}, {cost.dtype}; estimates)"]
+    lines += [f"  {label:<30} {format_bytes(n):>10}" for label, n in rows]
+    flops = f"FLOPs      {format_flops(cost.forward_flops)} forward"
+    if cost.train:
+        flops += (
+            f" + {format_flops(cost.backward_flops)} backward = {format_flops(cost.flops)} per step"
+        )
+    lines.append(flops + f" (batch {cost.batch})")
+    for line in lines:
+        out.print(line)  # type: ignore[attr-defined]
 
 
 def print_report(report: Report, out: object) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from archdsl.cli._common import add_import_path_option
 from archdsl.errors import ArchError
 
 
@@ -22,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--network", metavar="NAME", help="fuzz this network (default: every network of a file)"
     )
+    add_import_path_option(parser)
     parser.add_argument(
         "-n",
         "--max-examples",
@@ -69,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
                 max_examples=args.max_examples,
                 seed=args.seed,
                 backend=args.backend,
+                import_path=args.import_path,
             )
         except ArchError as error:
             failed += 1

@@ -64,7 +64,12 @@ def run(args: argparse.Namespace) -> int:
         raise ArchDrawError(f"`--depth` must be at least 1, got {args.depth}")
     if args.output:
         output_format(args.output)  # a bad extension fails before the spec is built
-    graph = build_graph(args.spec, network=args.network, **network_arguments(args.arg))
+    graph = build_graph(
+        args.spec,
+        network=args.network,
+        import_path=args.import_path,
+        **network_arguments(args.arg),
+    )
     text = to_dot(
         graph,
         collapse=args.collapse or args.depth is not None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -18,6 +19,9 @@ _COMMANDS = (
     "graph",
     "fuzz",
     "fmt",
+    "lsp",
+    "plot",
+    "view",
 )
 """Modules of `archdsl.cli`; each has `register(subparsers)` setting `func`."""
 
@@ -48,15 +52,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ArchError as error:
-        print(str(error), file=sys.stderr)
+        report_error(error, as_json=getattr(args, "json", False))
         return 1
     except BrokenPipeError:
         # The reader (`| head`) went away: stop quietly, as `cat` does.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except RecursionError:
-        print("error: the spec nests too deeply to compile", file=sys.stderr)
+        report_error(
+            ArchError("the spec nests too deeply to compile"), as_json=getattr(args, "json", False)
+        )
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def report_error(error: ArchError, *, as_json: bool = False) -> None:
+    """The diagnostic on stderr; with `--json`, also one JSON object on stdout for tools."""
+    print(str(error), file=sys.stderr)
+    if as_json:
+        print(json.dumps(error.to_json(), indent=2))

@@ -9,8 +9,9 @@ from typing import Any
 
 from archdsl.cli._common import add_network_options, console, network_arguments
 from archdsl.frontend import build_graph
-from archdsl.graph.report import build_report, format_count
+from archdsl.graph.report import build_report
 from archdsl.graph.shapes import format_shape
+from archdsl.lang.numbers import format_count
 from archdsl.train.checkpoint import CHECKPOINT_NAME, Checkpoint, load_any_weights, load_checkpoint
 from archdsl.train.config import OPTIMIZERS, RESUME_KEYS, SCHEDULES, ArchTrainError, TrainConfig
 from archdsl.train.data import DIGITS, load_data
@@ -70,6 +71,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="share held out for evaluation when the data has no test split (default 0.2)",
     )
     parser.add_argument(
+        "--keep-best",
+        type=int,
+        metavar="K",
+        help="also keep the checkpoints of the best K epochs by held-out accuracy "
+        "(best-epochNNN.safetensors, listed in best.json)",
+    )
+    parser.add_argument(
+        "--early-stop",
+        type=int,
+        metavar="PATIENCE",
+        help="stop after PATIENCE epochs without a better held-out accuracy",
+    )
+    parser.add_argument(
         "--checkpoint-dir",
         metavar="DIR",
         help="where checkpoints and weights go (default checkpoints/<network>)",
@@ -94,7 +108,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train; exit 0 when all epochs ran, 130 when stopped by Ctrl-C (checkpoint saved)."""
-    graph = build_graph(args.spec, network=args.network, **network_arguments(args.arg))
+    graph = build_graph(
+        args.spec,
+        network=args.network,
+        import_path=args.import_path,
+        **network_arguments(args.arg),
+    )
     classes = classes_of(graph)
     folder = (
         None
@@ -184,6 +203,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if result.checkpoint is not None:
         out.print(f"checkpoint {result.checkpoint}")
+    if result.metrics is not None:
+        out.print(f"metrics    {result.metrics} (draw with `archdsl plot {result.metrics.parent}`)")
     if result.weights is not None:
         out.print(f"weights    {result.weights}")
     return 130 if result.interrupted else 0

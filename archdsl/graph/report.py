@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from archdsl.graph.ir import Graph
 from archdsl.graph.ops import Conv
 from archdsl.graph.shapes import Shape, format_shape
+from archdsl.lang.numbers import format_count as format_count  # still importable from here
 
 
 @dataclass(frozen=True)
@@ -155,8 +156,7 @@ def find_savings(graph: Graph) -> list[Saving]:
         conv_name, conv = follower
         conv_op = conv.op
         assert isinstance(conv_op, Conv) and conv.shape is not None
-        k = conv_op.kernel[0] * conv_op.kernel[1]
-        direct = math.prod(conv.shape) * k * (source[-1] // conv_op.groups)
+        direct = conv_op.macs(conv.shape, source)  # the kxk conv on the 1x1's input
         bottleneck = op.macs(node.shape, source) + conv_op.macs(conv.shape, node.shape)
         savings.append(Saving(name, conv_name, direct, bottleneck))
     return savings
@@ -176,11 +176,6 @@ def _next_conv(graph: Graph, name: str) -> tuple[str, object] | None:
         if node.shape != graph.node(name).shape:
             return None
     return None
-
-
-def format_count(n: int) -> str:
-    """`25,557,032`."""
-    return f"{n:,}"
 
 
 def format_macs(n: int) -> str:

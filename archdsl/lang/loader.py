@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +19,8 @@ from archdsl.lang.parser import MAX_SOURCE_BYTES, parse
 from archdsl.lang.source import Source, Span
 
 Definition = s.BlockDef | s.NetworkDef
+
+SPEC_SUFFIX = ".arch"
 
 
 @dataclass
@@ -64,104 +68,195 @@ def read_source(path: Path, *, at: Span | None = None) -> str:
         ) from None
 
 
-def load_file(path: str | Path) -> Program:
-    """Parse `path` and every file it imports.
+def import_roots(
+    spec: str | Path | None = None, import_path: Sequence[str | Path] = ()
+) -> tuple[Path, ...]:
+    """The folders imports may reach: the spec's own folder, then each `--import-path`.
+
+    An import resolves (symlinks included) inside one of these or is refused, so a spec
+    cannot make the compiler read, or quote in a diagnostic, a file outside its project.
+    `spec` None means spec text with no file: the current folder is its folder.
 
     Raises:
-        ArchError: syntax errors, missing or cyclic imports, duplicate definitions.
+        ArchImportError: an `--import-path` that is not a folder.
+    """
+    roots = [Path(os.path.realpath(Path(spec).parent if spec is not None else Path.cwd()))]
+    for folder in import_path:
+        real = Path(os.path.realpath(folder))
+        if not real.is_dir():
+            raise ArchImportError(f"--import-path {folder}: no such folder")
+        roots.append(real)
+    return tuple(dict.fromkeys(roots))
+
+
+def load_file(path: str | Path, *, import_path: Sequence[str | Path] = ()) -> Program:
+    """Parse `path` and every file it imports.
+
+    Imports resolve inside the file's folder or a folder of `import_path` (`import_roots`).
+
+    Raises:
+        ArchError: syntax errors, missing, cyclic or confined imports, duplicate definitions.
     """
     path = Path(path)
     text = read_source(path)
-    return load_text(text, str(path), base=path.parent)
+    return _load(text, str(path), path.parent, import_roots(path, import_path))
 
 
-def load_text(text: str, filename: str = "<string>", *, base: Path | None = None) -> Program:
-    """Parse spec text; imports are resolved relative to `base` (the file's folder)."""
+def load_text(
+    text: str,
+    filename: str = "<string>",
+    *,
+    base: Path | None = None,
+    import_path: Sequence[str | Path] = (),
+) -> Program:
+    """Parse spec text; imports resolve from `base` (default: the current folder).
+
+    `base` is also the root folder that imports must stay inside, with `import_path`.
+    """
+    base = base or Path.cwd()
+    return _load(text, filename, base, import_roots(base / "_", import_path))
+
+
+def _load(text: str, filename: str, base: Path, roots: tuple[Path, ...]) -> Program:
     spec = parse(text, filename)
-    program = Program(spec)
-    errors: list[ArchError] = []
-    origin = Path(filename).resolve() if base is not None else None
-    _collect(spec, base or Path.cwd(), program, errors, [origin] if origin else [], set())
-    raise_all(errors)
-    return program
+    walk = _Walk(Program(spec), roots)
+    origin = Path(os.path.realpath(filename)) if Path(filename).is_file() else None
+    walk.collect(spec, base, [origin] if origin else [])
+    raise_all(walk.errors)
+    return walk.program
 
 
-def _collect(
-    spec: s.Spec,
-    base: Path,
-    program: Program,
-    errors: list[ArchError],
-    stack: list[Path],
-    seen: set[Path],
-) -> None:
-    for item in spec.items:
-        if isinstance(item, s.Import):
-            _follow(item, base, program, errors, stack, seen)
-    for item in spec.items:
-        if isinstance(item, s.BlockDef | s.NetworkDef):
-            _define(item, program, errors)
+@dataclass
+class _Walk:
+    """One load: the program being filled, errors so far, where imports may resolve."""
 
+    program: Program
+    roots: tuple[Path, ...]
+    errors: list[ArchError] = field(default_factory=list)
+    seen: set[Path] = field(default_factory=set)
 
-def _follow(
-    item: s.Import,
-    base: Path,
-    program: Program,
-    errors: list[ArchError],
-    stack: list[Path],
-    seen: set[Path],
-) -> None:
-    if Path(item.path).is_absolute():
-        errors.append(
-            ArchImportError(
-                f"imports are relative to the importing file, not absolute: `{item.path}`",
-                item.span,
-                help="copy the file beside the spec, or import it by a relative path",
-            )
-        )
-        return
-    if "://" in item.path:
-        errors.append(
-            ArchImportError(
-                f"imports are files, not URLs: `{item.path}`",
-                item.span,
-                help="download the file and import it by a relative path",
-            )
-        )
-        return
-    if "\0" in item.path:
-        errors.append(ArchImportError("an import path cannot contain a NUL character", item.span))
-        return
-    try:
-        target = (base / item.path).resolve()
-    except (OSError, ValueError, RuntimeError) as error:
-        errors.append(ArchImportError(f"cannot import `{item.path}`: {error}", item.span))
-        return
-    if target in stack:
-        cycle = " -> ".join(p.name for p in [*stack[stack.index(target) :], target])
-        errors.append(
-            ArchImportError(
+    def collect(self, spec: s.Spec, base: Path, stack: list[Path]) -> None:
+        for item in spec.items:
+            if isinstance(item, s.Import):
+                try:
+                    self.follow(item, base, stack)
+                except ArchError as error:
+                    self.errors.append(error)
+        for item in spec.items:
+            if isinstance(item, s.BlockDef | s.NetworkDef):
+                _define(item, self.program, self.errors)
+
+    def follow(self, item: s.Import, base: Path, stack: list[Path]) -> None:
+        shown, target = resolve_import(item, base, self.roots)
+        if target in stack:
+            cycle = " -> ".join(p.name for p in [*stack[stack.index(target) :], target])
+            raise ArchImportError(
                 f"import cycle: {cycle}",
                 item.span,
                 help="move the shared blocks into a file that both import",
             )
+        if target in self.seen:
+            return
+        self.seen.add(target)
+        try:
+            text = read_source(target, at=item.span)
+        except ArchImportError as error:
+            if error.span is item.span:
+                error.message = f"cannot import `{item.path}`: {error.message}"
+            raise
+        imported = parse(text, str(shown))
+        self.collect(imported, target.parent, [*stack, target])
+
+
+def resolve_import(item: s.Import, base: Path, roots: Sequence[Path]) -> tuple[Path, Path]:
+    """(the path to show, the real file) that `import "..."` names.
+
+    Looks in the importing file's folder `base`, then in each root; the first existing
+    file wins and must lie, symlinks resolved, inside a root and be a `.arch` file.
+
+    Raises:
+        ArchImportError: the import is absolute, a URL, not a `.arch` name, missing, or
+            resolves outside every root. The message never quotes the file.
+    """
+    path = item.path
+    if "://" in path:
+        raise ArchImportError(
+            f"imports are files, not URLs: `{path}`",
+            item.span,
+            help="download the file and import it by a relative path",
         )
-        return
-    if target in seen:
-        return
-    seen.add(target)
-    try:
-        text = read_source(base / item.path, at=item.span)
-        imported = parse(text, str(base / item.path))
-    except ArchError as error:
-        if isinstance(error, ArchImportError) and error.span is item.span:
-            error.message = f"cannot import `{item.path}`: {error.message}"
-        errors.append(error)
-        return
-    _collect(imported, target.parent, program, errors, [*stack, target], seen)
+    if "\0" in path:
+        raise ArchImportError("an import path cannot contain a NUL character", item.span)
+    if Path(path).is_absolute():
+        raise ArchImportError(
+            f"imports are relative to the importing file, not absolute: `{path}`",
+            item.span,
+            help="copy the file beside the spec, or import it by a relative path",
+        )
+    if not path.endswith(SPEC_SUFFIX):
+        raise ArchImportError(
+            f"an import names a `{SPEC_SUFFIX}` file, got `{path}`",
+            item.span,
+            help=f'write `import "blocks{SPEC_SUFFIX}"`',
+        )
+    folders = list(dict.fromkeys([base, *roots]))
+    for folder in folders:
+        shown = folder / path
+        try:
+            real = Path(os.path.realpath(shown))
+            exists = real.exists()
+        except (OSError, ValueError) as error:
+            raise ArchImportError(f"cannot import `{path}`: {error}", item.span) from None
+        if not exists:
+            continue
+        if not any(real.is_relative_to(root) for root in roots):
+            raise ArchImportError(
+                f"cannot import `{path}`: it resolves outside the folders imports may read",
+                item.span,
+                notes=[f"imports may read {_describe_roots(roots)}"],
+                help="copy the file into the project, or name its folder with `--import-path`",
+            )
+        if real.suffix != SPEC_SUFFIX:
+            raise ArchImportError(
+                f"cannot import `{path}`: it links to a file that is not a `{SPEC_SUFFIX}` file",
+                item.span,
+            )
+        return shown, real
+    raise ArchImportError(
+        f"cannot import `{path}`: no such file",
+        item.span,
+        notes=[f"looked in {_describe_roots(folders)}"],
+        help="name the folder that holds it with `--import-path DIR`" if len(roots) == 1 else None,
+    )
+
+
+def _describe_roots(folders: Sequence[Path]) -> str:
+    """Folders as the user would type them: relative to the current folder when inside it."""
+    here = Path.cwd().resolve()
+    shown = []
+    for folder in folders:
+        resolved = Path(os.path.realpath(folder))
+        if resolved.is_relative_to(here):
+            text = str(resolved.relative_to(here)) or "."
+        else:
+            text = str(folder)
+        shown.append(f"`{text}`")
+    return ", ".join(dict.fromkeys(shown))
 
 
 def _define(item: Definition, program: Program, errors: list[ArchError]) -> None:
     name = item.name.text
+    first: dict[str, s.Param] = {}
+    for param in item.params:
+        earlier = first.setdefault(param.name.text, param)
+        if earlier is not param:
+            errors.append(
+                ArchNameError(
+                    f"`{name}` has two parameters named `{param.name.text}`",
+                    param.name.span,
+                    notes=[f"the first is at {earlier.name.span}"],
+                )
+            )
     previous = program.definitions.get(name)
     if previous is not None:
         errors.append(

@@ -18,9 +18,11 @@ from lark.exceptions import (
 
 from archdsl.errors import ArchSyntaxError, ArchValueError
 from archdsl.lang import syntax as s
-from archdsl.lang.grammar import grammar_path, terminal_labels
-from archdsl.lang.source import Source, Span
-from archdsl.lang.values import MAX_DIM
+from archdsl.lang.grammar import grammar_path, lark_parser, terminal_labels
+from archdsl.lang.numbers import MAX_DIM
+from archdsl.lang.source import Source, Span, split_lines
+
+BOM = "\ufeff"
 
 try:
     import lark_cython
@@ -42,6 +44,8 @@ def parse(text: str, filename: str = "<string>") -> s.Spec:
     Raises:
         ArchSyntaxError: the text does not follow the grammar.
     """
+    if text.startswith(BOM):
+        text = text[1:]  # a UTF-8 byte order mark, as some editors write: not part of line 1
     source = Source(filename, text)
     if len(text) > MAX_SOURCE_BYTES:
         raise ArchSyntaxError(
@@ -63,7 +67,7 @@ def parse(text: str, filename: str = "<string>") -> s.Spec:
             items = _parse_items(text)
         except UnexpectedInput as error:
             raise _translate(error, source) from None
-    lines = text.splitlines() or [""]
+    lines = split_lines(text) or [""]
     span = Span(source, 1, 1, len(lines), len(lines[-1]) + 1)
     return s.Spec(items=items, source=source, span=span)
 
@@ -123,6 +127,9 @@ def _expected(names: set[str]) -> str:
 
 def _translate(error: UnexpectedInput, source: Source) -> ArchSyntaxError:
     if isinstance(error, UnexpectedToken):
+        misspelt = _misspelt_construct(error, source)
+        if misspelt is not None:
+            return misspelt
         token = error.token
         expected = _expected(set(error.accepts or error.expected))
         if token.type == "$END":
@@ -158,8 +165,6 @@ def _translate(error: UnexpectedInput, source: Source) -> ArchSyntaxError:
 
 _CONSTRUCTS = (
     "residual",
-    "concat",
-    "add",
     "repeat",
     "branch",
     "aux",
@@ -187,6 +192,40 @@ def _hint(token: Token, expected: set[str], source: Source) -> str | None:
     return None
 
 
+def _misspelt_construct(error: UnexpectedToken, source: Source) -> ArchSyntaxError | None:
+    """`residul { relu }`: a misspelt construct reads as a merge named `residul` that lacks
+    its first `branch`. Report the `{` after the name, with the construct it resembles,
+    as if the name were a layer; a real merge missing its `branch` keeps the plain error.
+    """
+    if "BRANCH" not in set(error.accepts or error.expected):
+        return None
+    interactive = lark_parser().parse_interactive(source.text)
+    seen: list[Token] = []
+    accepts: set[str] = set()
+    try:
+        for token in interactive.iter_parse():
+            if token.start_pos == error.token.start_pos:
+                break
+            if token.type == "LBRACE" and seen and seen[-1].type == "NAME":
+                accepts = set(interactive.accepts())
+            if token.type != "_NL":
+                seen.append(token)
+    except UnexpectedInput:  # the contextual lexer refuses the offending token itself
+        pass
+    if len(seen) < 2 or seen[-1].type != "LBRACE" or seen[-2].type != "NAME":
+        return None
+    word, brace = str(seen[-2]), seen[-1]
+    close = difflib.get_close_matches(word, _CONSTRUCTS, n=1, cutoff=0.6)
+    if not close or close[0] == word:
+        return None
+    expected = _expected(accepts - {"LBRACE"})
+    return ArchSyntaxError(
+        "unexpected `{`" + (f"; expected {expected}" if expected else ""),
+        Span.from_token(source, brace),
+        help=f"did you mean `{close[0]}`?",
+    )
+
+
 def _unclosed_brace(source: Source) -> Span | None:
     """The innermost `{` left open, ignoring comments and strings."""
     return _scan_braces(source)[0]
@@ -196,7 +235,7 @@ def _scan_braces(source: Source) -> tuple[Span | None, Span | None]:
     """(the innermost unclosed `{`, the first `{` nested deeper than `MAX_NESTING`)."""
     too_deep: Span | None = None
     stack: list[tuple[int, int]] = []
-    for number, line in enumerate(source.text.splitlines(), start=1):
+    for number, line in enumerate(split_lines(source.text), start=1):
         in_string = False
         for column, char in enumerate(line.expandtabs(4), start=1):
             if char == '"':
@@ -215,7 +254,7 @@ def _scan_braces(source: Source) -> tuple[Span | None, Span | None]:
 
 
 def _end_span(source: Source) -> Span:
-    lines = source.text.splitlines() or [""]
+    lines = split_lines(source.text) or [""]
     return Span.point(source, len(lines), len(lines[-1].expandtabs(4)) + 1)
 
 
@@ -417,15 +456,9 @@ class _InlineSyntax(Transformer):
         alias = self._ident(names[0]) if names else None
         return s.Branch(body=tuple(children[-1]), alias=alias, span=self._span(children))
 
-    def _merge(self, kind: str, children: list[Any]) -> s.Merge:
+    def merge(self, children: list[Any]) -> s.Merge:
         branches = tuple(c for c in children[-1] if isinstance(c, s.Branch))
-        return s.Merge(kind=kind, branches=branches, span=self._span(children))
-
-    def concat(self, children: list[Any]) -> s.Merge:
-        return self._merge("concat", children)
-
-    def add(self, children: list[Any]) -> s.Merge:
-        return self._merge("add", children)
+        return s.Merge(kind=str(children[0]), branches=branches, span=self._span(children))
 
     def repeat(self, children: list[Any]) -> s.Repeat:
         alias = children[-2] if isinstance(children[-2], _TOKENS) else None

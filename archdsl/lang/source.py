@@ -6,6 +6,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def split_lines(text: str) -> list[str]:
+    """Lines as the parser counts them: split at `\n` only (a `\r\n` loses its `\r`).
+
+    `str.splitlines` also splits at a lone `\r`, a form feed and other separators,
+    which the grammar treats as spaces: a diagnostic would quote the wrong line.
+    """
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 @dataclass(frozen=True)
 class Source:
     """A spec's text and the file it came from."""
@@ -15,7 +27,7 @@ class Source:
 
     def line(self, number: int) -> str:
         """Line `number` (1-based), tabs expanded, without its newline."""
-        lines = self.text.splitlines()
+        lines = split_lines(self.text)
         if 1 <= number <= len(lines):
             return lines[number - 1].expandtabs(4)
         return ""

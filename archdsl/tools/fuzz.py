@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -22,7 +22,7 @@ from archdsl.graph.lower import select_network
 from archdsl.lang import syntax as s
 from archdsl.lang.loader import Program, load_file
 from archdsl.lang.values import Value, describe, evaluate
-from archdsl.testing import _params_strategy, backend_available, check_backend
+from archdsl.testing import backend_available, check_backend, params_strategy
 from archdsl.tools.fmt import format_expr
 
 MINIMISE_TRIES = 64
@@ -73,6 +73,7 @@ def fuzz_file(
     max_examples: int = 100,
     seed: int | None = None,
     backend: bool = False,
+    import_path: Sequence[str | Path] = (),
 ) -> list[FuzzResult]:
     """Fuzz every network of a file (or the one named); a file of blocks gives `[]`.
 
@@ -80,7 +81,7 @@ def fuzz_file(
         ArchError: the file does not load, or a network cannot be fuzzed (a parameter
             with neither default nor range; a range that is not two numbers).
     """
-    program = load_file(path)
+    program = load_file(path, import_path=import_path)
     if network is not None:
         names = [select_network(program, network).name.text]
     else:
@@ -120,7 +121,7 @@ def fuzz_network(
         for p in definition.params
         if p.low is not None and p.high is not None
     }
-    strategy = _params_strategy(definition)
+    strategy = params_strategy(definition)
     tried: set[tuple[tuple[str, Value], ...]] = set()
     found: list[Failure] = []
 
@@ -170,7 +171,7 @@ def _compile(
     if not backend:
         return None
     try:
-        check_backend(path, graph, network=network, arguments=arguments)
+        check_backend(path, graph)
     except AssertionError as error:
         return Failure(dict(arguments), "backend", str(error))
     except Exception:

@@ -56,6 +56,10 @@ class TrainConfig:
     seed: int = 0
     devices: int = 1
     dtype: str = "float32"
+    keep_best: int = 0
+    """Keep copies of the checkpoints of the best K epochs by held-out accuracy (0: none)."""
+    early_stop: int = 0
+    """Stop after this many epochs without a better held-out accuracy (0: never)."""
 
     @property
     def learning_rate(self) -> float:
@@ -76,6 +80,8 @@ class TrainConfig:
             ("--epochs", self.epochs, 1),
             ("--batch-size", self.batch_size, 1),
             ("--devices", self.devices, 1),
+            ("--keep-best", self.keep_best, 0),
+            ("--early-stop", self.early_stop, 0),
         ):
             if value < low:
                 raise ArchTrainError(f"`{name}` must be at least {low}, got {value}")

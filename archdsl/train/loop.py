@@ -30,6 +30,7 @@ from rich.progress import Progress
 from archdsl.backend.model import compile_graph
 from archdsl.graph.ir import Graph
 from archdsl.graph.passes.training import training_graph
+from archdsl.train.best import keep_best, should_stop
 from archdsl.train.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from archdsl.train.config import (
     DEFAULT_LR,
@@ -42,6 +43,7 @@ from archdsl.train.config import (
     Tree,
 )
 from archdsl.train.data import Split, epoch_order
+from archdsl.train.metrics import METRICS_NAME, MetricsLog
 from archdsl.train.parallel import check_batch, make_mesh, replicate, replicated, shard_batch
 from archdsl.train.progress import EpochStats, Timing, format_epoch, progress_bar
 from archdsl.train.steps import (
@@ -97,6 +99,10 @@ class TrainResult:
     checkpoint: Path | None = None
     weights: Path | None = None
     match: MatchReport | None = None
+    early_stopped: bool = False
+    """Stopped by `--early-stop`: held-out accuracy had stopped improving."""
+    metrics: Path | None = None
+    """The metrics log (`metrics.jsonl`), when there is a checkpoint folder."""
 
     @property
     def test_accuracy(self) -> float:
@@ -165,7 +171,12 @@ def train(
         run.restore(resume)
     elif init is not None:
         run.load(init, init_name)
-    return run.loop(progress, on_step)
+    run.open_log(resume)
+    try:
+        return run.loop(progress, on_step)
+    finally:
+        if run.log is not None:
+            run.log.close()
 
 
 class _Run:
@@ -195,6 +206,10 @@ class _Run:
         self.dropout_key = jax.random.fold_in(key, 1)
         self.params, self.state = self.model.init(jax.random.fold_in(key, 0))
         self.optimizer = make_optimizer(config, self.steps_per_epoch * config.epochs)
+        self.schedule = make_schedule(config, self.steps_per_epoch * config.epochs)
+        self.log: MetricsLog | None = None
+        self.early_stopped = False
+        self.current_epoch = 0
         trainable, _ = partition(self.params, self.model.trainable(self.params))
         self.opt_state = self.optimizer.init(trainable)
         self.start = _Live(trainable, self.state, self.opt_state, 0, 0, _NO_SUMS)
@@ -245,6 +260,19 @@ class _Run:
         self.start_epoch = resume.epoch
         self.history = [EpochStats(**h) for h in resume.history]
 
+    def open_log(self, resume: Checkpoint | None) -> None:
+        """Start the metrics log, or continue it from the checkpoint's step."""
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.log = MetricsLog(
+            self.folder / METRICS_NAME, resume_step=resume.step if resume is not None else None
+        )
+
+    def lr(self, step: int) -> float:
+        """The learning rate the schedule gives at `step`."""
+        return float(self.schedule(step))
+
     # the loop -------------------------------------------------------------------------------
     def loop(self, progress: bool, on_step: StepHook | None) -> TrainResult:
         """Train the remaining epochs; stop cleanly on Ctrl-C."""
@@ -266,6 +294,13 @@ class _Run:
                 f"`--epochs {config.epochs}` asks for no more"
             )
             return self.finish(live, self.start_epoch, False)
+        if self.start.position == 0 and should_stop(self.history, config.early_stop):
+            self.out.print(
+                f"nothing to do: the checkpoint's run already stopped early "
+                f"(`--early-stop {config.early_stop}`)"
+            )
+            self.early_stopped = True
+            return self.finish(live, self.start_epoch, False)
         self.timing = Timing()
         self.live = live
         epoch = self.start_epoch
@@ -281,6 +316,14 @@ class _Run:
                     )
                     if stop.requested:
                         raise _Stop
+                    if should_stop(self.history, config.early_stop):
+                        self.early_stopped = True
+                        best = max(self.history, key=lambda h: h.test_accuracy)
+                        self.out.print(
+                            f"early stop: no better held-out accuracy for {config.early_stop} "
+                            f"epochs (best {best.test_accuracy:.2%} at epoch {best.epoch})"
+                        )
+                        return self.finish(self.live, epoch + 1, False)
             except (_Stop, KeyboardInterrupt):
                 return self.stopped(epoch)
         return self.finish(self.live, config.epochs, False)
@@ -298,6 +341,7 @@ class _Run:
             rate=0.0,
         )
         order = epoch_order(len(data.train), config.seed, epoch)
+        self.current_epoch = epoch + 1
         self.timing.start_epoch()
         while self.live.position < self.steps_per_epoch:
             b = self.live.position
@@ -335,8 +379,19 @@ class _Run:
         self.history.append(stats)
         bar.remove_task(task)
         self.out.print(format_epoch(stats, config.epochs, bool(self.aux_weights)))
+        if self.log is not None:
+            self.log.write(
+                {
+                    "kind": "epoch",
+                    "step": self.live.step,
+                    **stats.to_json(),
+                    "lr": self.lr(max(self.live.step - 1, 0)),
+                }
+            )
         self.live = self.live._replace(position=0, sums=_NO_SUMS)
         self.save(epoch + 1, self.live)
+        if config.keep_best and self.folder is not None and self.checkpoint is not None:
+            keep_best(self.folder, self.checkpoint, self.history, config.keep_best)
 
     def step(self, index: np.ndarray) -> None:
         """One optimizer step on the examples at `index`."""
@@ -353,7 +408,22 @@ class _Run:
             jax.random.fold_in(self.dropout_key, live.step),
         )
         metrics = jax.device_get(metrics)  # one transfer; waits for the step
-        self.timing.add(len(index), time.perf_counter() - tick)
+        seconds = time.perf_counter() - tick
+        self.timing.add(len(index), seconds)
+        if self.log is not None:
+            self.log.write(
+                {
+                    "kind": "step",
+                    "step": live.step + 1,
+                    "epoch": self.current_epoch,
+                    "loss": float(metrics["loss"]),
+                    "main_loss": float(metrics["main"]),
+                    "aux_loss": {k: float(v) for k, v in metrics["aux"].items()},
+                    "accuracy": float(metrics["correct"]) / len(index),
+                    "lr": self.lr(live.step),
+                    "examples_per_second": len(index) / seconds if seconds else 0.0,
+                }
+            )
         loss = float(metrics["loss"])
         n = len(index)
         s = live.sums
@@ -427,6 +497,8 @@ class _Run:
             self.saved,
             weights,
             self.match,
+            self.early_stopped,
+            self.log.path if self.log is not None else None,
         )
 
 

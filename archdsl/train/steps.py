@@ -134,10 +134,13 @@ def make_train_step(
         outputs, new_state = model.apply(merge(trainable, frozen), state, x, train=True, key=key)
         main = jnp.mean(cross_entropy(outputs["output"], y))
         total = main
+        aux = {}
         for name, weight in aux_weights.items():
-            total = total + weight * jnp.mean(cross_entropy(outputs[name], y))
+            aux[name] = jnp.mean(cross_entropy(outputs[name], y))
+            total = total + weight * aux[name]
         correct = jnp.sum(jnp.argmax(outputs["output"], axis=-1) == y)
-        return total, (new_state, {"loss": total, "main": main, "correct": correct})
+        metrics = {"loss": total, "main": main, "correct": correct, "aux": aux}
+        return total, (new_state, metrics)
 
     def step(
         trainable: Tree,

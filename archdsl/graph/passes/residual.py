@@ -38,9 +38,10 @@ def insert_projections(graph: Graph) -> Graph:
             continue
         if mode == "identity":
             raise _mismatch(name, node, graph, body, shortcut)
-        op = _shortcut_op(mode, body, shortcut)
+        stride = body_stride(graph, body_name, shortcut_name)
+        op = _shortcut_op(mode, body, shortcut, stride)
         if op is None:
-            raise _mismatch(name, node, graph, body, shortcut)
+            raise _mismatch(name, node, graph, body, shortcut, stride)
         inserted = Node(
             op=op,
             inputs=(shortcut_name,),
@@ -56,11 +57,48 @@ def insert_projections(graph: Graph) -> Graph:
     return graph
 
 
-def _shortcut_op(mode: str, body: Shape, shortcut: Shape) -> Op | None:
+def body_stride(graph: Graph, body: str, shortcut: str) -> tuple[int, int] | None:
+    """The stride of the body's path from `shortcut` to `body`: the product of its strides.
+
+    The shortcut must take the body's stride: one inferred from the shape ratio can
+    differ (`valid` padding: 7x7 -> 3x3 with stride 2, where the ratio says 3). None
+    when the path cannot be followed or a layer on it changes the size without a
+    stride (global pooling): the ratio is then the only guide.
+    """
+    stride = (1, 1)
+    current = body
+    for _ in range(len(graph) + 1):
+        if current == shortcut:
+            return stride
+        node = graph.node(current)
+        if not node.inputs:
+            return None
+        step = getattr(node.op, "strides", None) or getattr(node.op, "stride", None)
+        source = graph.node(node.inputs[0]).shape
+        if isinstance(step, tuple) and len(step) == 2:
+            stride = (stride[0] * step[0], stride[1] * step[1])
+        elif not _same_size(source, node.shape):
+            return None
+        current = node.inputs[0]
+    return None
+
+
+def _same_size(before: Shape | None, after: Shape | None) -> bool:
+    """Whether a layer without a stride kept the rank and the spatial size."""
+    if before is None or after is None or len(before) != len(after):
+        return False
+    return len(before) != 3 or before[:2] == after[:2]
+
+
+def _shortcut_op(
+    mode: str, body: Shape, shortcut: Shape, known: tuple[int, int] | None = None
+) -> Op | None:
     if len(body) != len(shortcut) or len(body) not in (1, 3):
         return None
     if len(body) == 1:
         stride = (1, 1)
+    elif known is not None:
+        stride = known
     else:
         strides = [-(-s // b) for s, b in zip(shortcut[:2], body[:2], strict=True)]
         stride = (strides[0], strides[1])
@@ -72,7 +110,14 @@ def _shortcut_op(mode: str, body: Shape, shortcut: Shape) -> Op | None:
     return op if op.infer(shortcut) == body else None
 
 
-def _mismatch(name: str, node: Node, graph: Graph, body: Shape, shortcut: Shape) -> ArchShapeError:
+def _mismatch(
+    name: str,
+    node: Node,
+    graph: Graph,
+    body: Shape,
+    shortcut: Shape,
+    stride: tuple[int, int] | None = None,
+) -> ArchShapeError:
     mode = node.op.shortcut  # type: ignore[attr-defined]
     body_name, shortcut_name = node.inputs
     body_node = graph.node(body_name)
@@ -81,7 +126,7 @@ def _mismatch(name: str, node: Node, graph: Graph, body: Shape, shortcut: Shape)
         f"the shortcut is `{shortcut_name}`, {format_shape(shortcut)}",
     ]
     if mode == "identity":
-        op = _shortcut_op("auto", body, shortcut)
+        op = _shortcut_op("auto", body, shortcut, body_stride(graph, body_name, shortcut_name))
         help_ = None
         if op is not None:
             stride = op.stride[0]  # type: ignore[attr-defined]
@@ -98,6 +143,20 @@ def _mismatch(name: str, node: Node, graph: Graph, body: Shape, shortcut: Shape)
             trace=node.trace,
         )
     what = "a 1x1 projection" if mode != "zeropad" else "zero padding"
+    if stride not in (None, (1, 1)) and len(body) == len(shortcut) == 3 and mode != "zeropad":
+        strided = Project(body[-1], stride).infer(shortcut)
+        if strided[:2] != body[:2]:
+            by = f"{stride[0]}" if stride[0] == stride[1] else f"{stride[0]}x{stride[1]}"
+            return ArchShapeError(
+                f"`residual`: the body strides by {by}, so the shortcut does too, "
+                f"giving {format_shape(strided[:2])} where the body gives "
+                f"{format_shape(body[:2])}",
+                node.span,
+                notes=notes,
+                help="pad the body's convolutions (`same`) so that only the stride "
+                "changes the size",
+                trace=node.trace,
+            )
     help_ = (
         "zero padding only adds channels; use `shortcut = projection`"
         if mode == "zeropad"
