@@ -1,9 +1,11 @@
 """Time the front end (parse, lower, passes) on ResNet-152 and on generated networks.
 
-    python bench/frontend.py [--sizes 1000 10000 100000] [--repeat 3]
+    python bench/frontend.py [--sizes 2000 20000 100000] [--repeat 3] [--parser both]
 
 Prints, for each network, the layer count, the best time of each stage, the total,
 and the growth factor against the previous size (linear growth: about 10x per 10x).
+`--parser both` runs the table twice, parsing with Lark's Cython plugin
+(`lark-cython`, the default when installed) and with pure-Python Lark.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TypeVar
 from archdsl.frontend import paused_gc
 from archdsl.graph.lower import lower
 from archdsl.graph.passes import run_pipeline
+from archdsl.lang import parser as lang_parser
 from archdsl.lang.loader import load_file, load_text
 
 T = TypeVar("T")
@@ -66,22 +69,18 @@ def measure(label: str, load: Callable[[], object], repeat: int) -> tuple[int, f
     return len(checked), total
 
 
-def main() -> None:
-    """Run the benchmark and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000])
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+def table(sizes: list[int], repeat: int) -> None:
+    """One table: ResNet-152, then each generated size with its growth factor."""
     header = f"{'network':<22} {'layers':>8} {'parse ms':>10} {'lower ms':>10} {'passes ms':>10} {'total ms':>10}"
     print(header + "   growth")
     print("-" * (len(header) + 9))
-    measure("ResNet-152", lambda: load_file(SPECS / "resnet152.arch"), args.repeat)
+    measure("ResNet-152", lambda: load_file(SPECS / "resnet152.arch"), repeat)
     print()
     previous: tuple[int, float] | None = None
-    for size in args.sizes:
+    for size in sizes:
         text = generated_spec(size)
-        repeat = args.repeat if size <= 10_000 else 1
-        layers, total = measure(f"generated {size:,}", lambda t=text: load_text(t), repeat)
+        times = repeat if size <= 20_000 else 1
+        layers, total = measure(f"generated {size:,}", lambda t=text: load_text(t), times)
         if previous is not None:
             print(
                 f"   x{total / previous[1]:.1f} time for x{layers / previous[0]:.1f} layers",
@@ -89,6 +88,23 @@ def main() -> None:
             )
         print()
         previous = (layers, total)
+
+
+def main() -> None:
+    """Run the benchmark and print the table(s)."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2_000, 20_000, 100_000])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--parser", choices=["cython", "pure", "both"], default="both")
+    args = parser.parse_args()
+    kinds = ["cython", "pure"] if args.parser == "both" else [args.parser]
+    for kind in kinds:
+        if kind == "cython" and lang_parser.lark_cython is None:
+            print("lark-cython is not installed: no cython table")
+            continue
+        lang_parser.USE_CYTHON = kind == "cython"
+        print(f"\nparser: {'lark-cython' if kind == 'cython' else 'pure-Python Lark'}")
+        table(args.sizes, args.repeat)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
+from archdsl.backend import packing
 from archdsl.backend.layer import (
     LOWERINGS,
     Layer,
@@ -31,6 +33,7 @@ from archdsl.backend.layer import (
 from archdsl.backend.lowerings import lower_node
 from archdsl.errors import ArchValueError
 from archdsl.graph.ir import Graph
+from archdsl.graph.repeats import EXTERNAL, Run, find_runs
 from archdsl.graph.shapes import Shape, format_shape
 
 __all__ = [
@@ -64,33 +67,67 @@ class CompiledModel:
     at inference `out` is the main output; with `train=True` it is
     `{"output": main, "<aux name>": aux, ...}`; with `intermediates=True` it is every
     node's output by name. Outputs are float32 whatever the compute `dtype`.
+
+    Params and state are per layer (`params["layer3.5.conv1"]`). `apply` also takes
+    them packed (`pack`, or `init(key, packed=True)`): runs of identical blocks
+    stacked, which is what a training step should carry to compile fast (see
+    `backend.packing`); it returns state in the form it was given.
     """
 
     graph: Graph
-    init: Callable[[jax.Array], tuple[Params, State]]
+    init: Callable[..., tuple[Params, State]]
     apply: Callable[..., tuple[Any, State]]
     input_shape: Shape
     output_shape: Shape
     dtype: str = "float32"
+    runs: tuple[Run, ...] = ()
+    """The runs `apply` loops with `lax.scan` (none when compiled with `scan=False`)."""
 
-    def trainable(self, params: Params) -> dict[str, dict[str, bool]]:
-        """A pytree like `params` of bools: False under frozen nodes (for `optax.masked`)."""
-        return {
-            name: {leaf: not self.graph.node(name).frozen for leaf in leaves}
-            for name, leaves in params.items()
-        }
+    def pack(self, tree: dict[str, Any]) -> dict[str, Any]:
+        """Params or state (or a like tree) with each run stacked; packed trees pass."""
+        if packing.is_packed(tree, self.runs):
+            return tree
+        # Jitted: one compiled copy, not a dispatch (and a compile) per array.
+        return jax.jit(packing.pack, static_argnums=1)(tree, self.runs)
+
+    def unpack(self, tree: dict[str, Any]) -> dict[str, Any]:
+        """The per-layer form of a packed tree."""
+        if not self.runs:
+            return tree
+        return jax.jit(packing.unpack, static_argnums=1)(tree, self.runs)
+
+    def trainable(self, params: Params) -> dict[str, Any]:
+        """A pytree like `params` (either form) of bools: False under frozen nodes."""
+        runs = {packing.run_key(run): run for run in self.runs}
+        out: dict[str, Any] = {}
+        for name, leaves in params.items():
+            run = runs.get(name)
+            if run is None:
+                out[name] = {leaf: not self.graph.node(name).frozen for leaf in leaves}
+            else:
+                out[name] = {
+                    rel: {leaf: not self.graph.node(run.node(0, rel)).frozen for leaf in sub}
+                    for rel, sub in leaves.items()
+                }
+        return out
 
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
-def compile_graph(graph: Graph, *, dtype: str = "float32") -> CompiledModel:
+def compile_graph(graph: Graph, *, dtype: str = "float32", scan: bool = False) -> CompiledModel:
     """Lower a fully checked graph (shapes set, projections inserted) to JAX.
 
     Args:
         graph: the front end's output.
         dtype: the compute dtype: `"float32"`, or `"bfloat16"` to run in bf16 while
             parameters and batch-norm statistics stay float32.
+        scan: loop each run of identical chained blocks (`graph.repeats.find_runs`)
+            with `jax.lax.scan` over stacked parameters, so XLA compiles the block
+            once; False (the default) unrolls every node. Same parameter names, same
+            results to float rounding. Opt-in for now: on CPU it cuts ResNet-152's time to
+            the first step by about half, but each step runs about 1.5x slower
+            (bench/first_step.py), so it is not yet the default.
 
     Returns:
         The `CompiledModel`; nothing is traced until `init` or `apply` is called.
@@ -107,24 +144,132 @@ def compile_graph(graph: Graph, *, dtype: str = "float32") -> CompiledModel:
     input_shape = graph.node(input_name).shape
     assert input_shape is not None
     main = graph.ancestors(graph.output) | {graph.output}
-    infer_order = [name for name in order if name in main]
     param_nodes = {
         name
         for name, node in graph.items()
         if node.op.param_shapes(*(graph.node(i).shape for i in node.inputs))
     }
+    runs = tuple(find_runs(graph)) if scan else ()
+    plan = _plan(order, runs)
 
-    def init(key: jax.Array) -> tuple[Params, State]:
+    def init(key: jax.Array, packed: bool = False) -> tuple[Params, State]:
         params: Params = {}
         state: State = {}
-        for name in order:
-            leaves = layers[name].init(jax.random.fold_in(key, index[name]))
+        # Each node's key is `fold_in(key, its index)`, drawn for all nodes in one
+        # vectorised call: one threefry to compile instead of one per node.
+        node_keys = _fold_in_many(key, range(len(order)))
+        for step in plan:
+            if isinstance(step, Run):
+                # One traced init per body node, vmapped over the instances' keys:
+                # the same values as initialising each node alone.
+                group, running_group = {}, {}
+                for rel, _ in step.body:
+                    names = [step.node(i, rel) for i in range(len(step.instances))]
+                    keys = node_keys[np.array([index[n] for n in names])]
+                    leaves = jax.vmap(layers[names[0]].init)(keys)
+                    if leaves:
+                        group[rel] = leaves
+                    running = layers[names[0]].state()
+                    if running:
+                        count = len(names)
+                        running_group[rel] = {
+                            k: jnp.broadcast_to(v, (count, *v.shape)) for k, v in running.items()
+                        }
+                if group:
+                    params[packing.run_key(step)] = group
+                if running_group:
+                    state[packing.run_key(step)] = running_group
+                continue
+            leaves = layers[step].init(node_keys[index[step]])
             if leaves:
-                params[name] = leaves
-            running = layers[name].state()
+                params[step] = leaves
+            running = layers[step].state()
             if running:
-                state[name] = running
-        return params, state
+                state[step] = running
+        if packed:
+            return params, state
+        return packing.unpack(params, runs), packing.unpack(state, runs)
+
+    def run_node(
+        name: str,
+        leaves: Leaves,
+        running: Leaves,
+        xs: tuple[jax.Array, ...],
+        train: bool,
+        node_key: jax.Array | None,
+    ) -> tuple[jax.Array, Leaves]:
+        node = graph.node(name)
+        if compute != jnp.float32:
+            leaves = _cast(leaves, compute)
+        if node.frozen:
+            leaves = lax.stop_gradient(leaves)
+        mode = Mode(train=train, frozen=node.frozen, key=node_key)
+        return layers[name].apply(leaves, running, xs, mode)
+
+    def node_key(name: str, train: bool, key: jax.Array | None) -> jax.Array | None:
+        if train and layers[name].needs_key and key is not None:
+            return jax.random.fold_in(key, index[name])
+        return None
+
+    def run_scan(
+        run: Run,
+        params: Params,
+        state: State,
+        x: jax.Array,
+        train: bool,
+        key: jax.Array | None,
+    ) -> tuple[jax.Array, dict[str, Leaves]]:
+        count = len(run.instances)
+        group = packing.run_key(run)
+        keyed = [rel for rel, _ in run.body if node_key(run.node(0, rel), train, key) is not None]
+        xs = {
+            "params": params.get(group, {}),
+            "state": state.get(group, {}),
+            "keys": {
+                rel: _fold_in_many(key, [index[run.node(i, rel)] for i in range(count)])
+                for rel in keyed
+            },
+        }
+        first = run.instances[0]
+
+        def body(carry: jax.Array, slices: dict[str, Any]) -> tuple[jax.Array, State]:
+            env = {EXTERNAL: carry}
+            updates: State = {}
+            for rel, inputs in run.body:
+                out, running = run_node(
+                    f"{first}.{rel}",
+                    slices["params"].get(rel, {}),
+                    slices["state"].get(rel, {}),
+                    tuple(env[i] for i in inputs),
+                    train,
+                    slices["keys"].get(rel),
+                )
+                if running:
+                    updates[rel] = running
+                env[rel] = out
+            return env[run.output], updates
+
+        return lax.scan(body, x, xs)
+
+    place = {
+        run.node(i, rel): (run, rel)
+        for run in runs
+        for i in range(len(run.instances))
+        for rel, _ in run.body
+    }
+
+    def missing_params(params: Params, names: list[str]) -> list[str]:
+        """Nodes with parameters that `params` (either form) lacks."""
+        missing = []
+        for name in names:
+            if name not in param_nodes or name in params:
+                continue
+            if name in place:
+                run, rel = place[name]
+                if rel in params.get(packing.run_key(run), {}):
+                    continue
+            missing.append(name)
+        return missing
 
     def apply(
         params: Params,
@@ -140,8 +285,8 @@ def compile_graph(graph: Graph, *, dtype: str = "float32") -> CompiledModel:
                 f"(N, {', '.join(map(str, input_shape))}), got {tuple(x.shape)}",
                 help=f"each example is {format_shape(input_shape)} (NHWC, batch first)",
             )
-        names = order if train or intermediates else infer_order
-        missing = [n for n in names if n in param_nodes and n not in params]
+        names = order if train or intermediates else [n for n in order if n in main]
+        missing = missing_params(params, names)
         if missing:
             raise ArchValueError(
                 f"no parameters for {len(missing)} node(s): "
@@ -156,46 +301,84 @@ def compile_graph(graph: Graph, *, dtype: str = "float32") -> CompiledModel:
                 f"need{'s' if len(random) == 1 else ''} a PRNG key when training: "
                 "apply(params, state, x, train=True, key=jax.random.key(0))"
             )
+        state_packed = packing.is_packed(state, runs)
+        # Every node's output is wanted with `intermediates`: no loops then.
+        steps: list[str | Run] = list(order) if intermediates else plan
+        if intermediates:
+            params, state = packing.unpack(params, runs), packing.unpack(state, runs)
+        else:
+            params, state = packing.pack(params, runs), packing.pack(state, runs)
+        wanted = set(names)
         env: dict[str, jax.Array] = {}
         new_state = dict(state)
-        for name in names:
-            node = graph.node(name)
-            layer = layers[name]
-            leaves = params.get(name, {})
-            if compute != jnp.float32:
-                leaves = _cast(leaves, compute)
-            if node.frozen:
-                leaves = lax.stop_gradient(leaves)
+        for step in steps:
+            if isinstance(step, Run):
+                if step.last in wanted:
+                    env[step.last], updates = run_scan(
+                        step, params, state, env[step.input], train, key
+                    )
+                    if updates:
+                        new_state[packing.run_key(step)] = updates
+                continue
+            if step not in wanted:
+                continue
+            node = graph.node(step)
             xs = (x.astype(compute),) if not node.inputs else tuple(env[i] for i in node.inputs)
-            node_key = (
-                jax.random.fold_in(key, index[name])
-                if train and layer.needs_key and key is not None
-                else None
+            out, running = run_node(
+                step,
+                params.get(step, {}),
+                state.get(step, {}),
+                xs,
+                train,
+                node_key(step, train, key),
             )
-            mode = Mode(train=train, frozen=node.frozen, key=node_key)
-            out, running = layer.apply(leaves, state.get(name, {}), xs, mode)
             if running:
-                new_state[name] = running
-            env[name] = out
+                new_state[step] = running
+            env[step] = out
         if intermediates:
             result: Any = env
+            new_state = packing.pack(new_state, runs) if state_packed else new_state
         elif train:
             result = {"output": env[graph.output]}
             result.update({aux: env[head.output] for aux, head in graph.aux.items()})
         else:
             result = env[graph.output]
+        if not state_packed and not intermediates:
+            new_state = packing.unpack(new_state, runs)
         return _cast(result, jnp.float32), new_state
 
     output_shape = graph.node(graph.output).shape
     assert output_shape is not None
     return CompiledModel(
         graph=graph,
-        init=jax.jit(init),
+        init=jax.jit(init, static_argnames=("packed",)),
         apply=jax.jit(apply, static_argnames=("train", "intermediates")),
         input_shape=input_shape,
         output_shape=output_shape,
         dtype=dtype,
+        runs=runs,
     )
+
+
+def _fold_in_many(key: jax.Array, indices: Any) -> jax.Array:
+    """`jnp.stack([jax.random.fold_in(key, i) for i in indices])`, as one vectorised call."""
+    data = jnp.asarray(list(indices), dtype=jnp.uint32)
+    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, data)
+
+
+def _plan(order: list[str], runs: tuple[Run, ...]) -> list[str | Run]:
+    """Graph order with each run's nodes replaced by the run, where its first node was."""
+    owner = {name: run for run in runs for name in run.nodes}
+    plan: list[str | Run] = []
+    placed: set[int] = set()
+    for name in order:
+        run = owner.get(name)
+        if run is None:
+            plan.append(name)
+        elif id(run) not in placed:
+            placed.add(id(run))
+            plan.append(run)
+    return plan
 
 
 def param_count(params: Params) -> int:

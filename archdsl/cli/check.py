@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from archdsl.cli._common import add_import_path_option
 from archdsl.errors import ArchError
-from archdsl.frontend import build_program_graph
+from archdsl.frontend import build_program_graph, paused_gc
 from archdsl.lang.loader import load_file
 
 
@@ -27,12 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def check_file(path: str, *, import_path: Sequence[str] = ()) -> int:
     """Check one file's networks; return how many were checked. Raises `ArchError`."""
-    program = load_file(path, import_path=import_path)
-    checked = 0
-    for network in program.networks:
-        if all(p.default is not None for p in network.params):
-            build_program_graph(program, network.name.text, {})
-            checked += 1
+    with paused_gc():
+        program = load_file(path, import_path=import_path)
+        checked = 0
+        for network in program.networks:
+            if all(p.default is not None for p in network.params):
+                build_program_graph(program, network.name.text, {})
+                checked += 1
     return checked
 
 

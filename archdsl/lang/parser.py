@@ -24,6 +24,16 @@ from archdsl.lang.source import Source, Span, split_lines
 
 BOM = "\ufeff"
 
+try:
+    import lark_cython
+except ImportError:  # the pure-Python parser reads the same language, about 2x slower
+    lark_cython = None
+
+USE_CYTHON = lark_cython is not None
+"""Parse with Lark's Cython plugin (`lark-cython`) when it is installed."""
+_TOKENS: tuple[type, ...] = (Token,) if lark_cython is None else (Token, lark_cython.Token)
+"""Token classes the transformer may meet: lark-cython's are not `str`, so use `.value`."""
+
 MAX_SOURCE_BYTES = 8 * 1024 * 1024
 """Specs are small; a bigger file is refused before parsing."""
 
@@ -54,7 +64,7 @@ def parse(text: str, filename: str = "<string>") -> s.Spec:
         _TRANSFORMER.source = source
         _TRANSFORMER.depths = {}
         try:
-            items = _syntax_parser().parse(text)
+            items = _parse_items(text)
         except UnexpectedInput as error:
             raise _translate(error, source) from None
     lines = split_lines(text) or [""]
@@ -62,10 +72,22 @@ def parse(text: str, filename: str = "<string>") -> s.Spec:
     return s.Spec(items=items, source=source, span=span)
 
 
+def _parse_items(text: str) -> Any:
+    """Run the parser (and the transformer inside it); Lark's exceptions pass through."""
+    if USE_CYTHON:
+        try:
+            return _syntax_parser(True).parse(text)
+        except UnexpectedInput:
+            # lark-cython's errors lack what the diagnostics read (the tokens the
+            # parser would accept): the pure parser meets the same error and has it.
+            _TRANSFORMER.depths = {}
+    return _syntax_parser(False).parse(text)
+
+
 def _describe_token(token: Token) -> str:
     if token.type == "_NL":
         return "end of line"
-    text = str(token)
+    text = str(token.value)
     return f"`{text[:40]}`"
 
 
@@ -244,6 +266,15 @@ MAX_NESTING = 64
 _VALUE_TOKENS = frozenset({"NAME", "CALL_OPEN", "INT", "FLOAT", "SIZE", "STRING"})
 
 
+class _Inlined:
+    """The children of an inlined helper rule, on their way into the parent's."""
+
+    __slots__ = ("children",)
+
+    def __init__(self, children: list[Any]) -> None:
+        self.children = children
+
+
 class _Seq(tuple):
     """Statements or branches with the span of their braces."""
 
@@ -261,7 +292,7 @@ class _Marker:
 
 def _start(children: list[Any]) -> tuple[int, int] | None:
     for child in children:
-        if isinstance(child, Token):
+        if isinstance(child, _TOKENS):
             return child.line, child.column  # type: ignore[return-value]
         span = getattr(child, "span", None)
         if span is not None:
@@ -271,7 +302,7 @@ def _start(children: list[Any]) -> tuple[int, int] | None:
 
 def _end(children: list[Any]) -> tuple[int, int] | None:
     for child in reversed(children):
-        if isinstance(child, Token):
+        if isinstance(child, _TOKENS):
             return child.end_line, child.end_column  # type: ignore[return-value]
         span = getattr(child, "span", None)
         if span is not None:
@@ -297,7 +328,7 @@ class _InlineSyntax(Transformer):
         return Span(self.source, start[0], start[1], end[0], end[1])
 
     def _ident(self, token: Token) -> s.Ident:
-        text = str(token)
+        text = token.value
         end_column = token.end_column
         if text.endswith("("):
             text = text[:-1]
@@ -306,7 +337,7 @@ class _InlineSyntax(Transformer):
         return s.Ident(text=text, span=span)
 
     def _names(self, children: list[Any]) -> list[Token]:
-        return [c for c in children if isinstance(c, Token) and c.type in _VALUE_TOKENS]
+        return [c for c in children if isinstance(c, _TOKENS) and c.type in _VALUE_TOKENS]
 
     def _nodes(self, children: list[Any], kind: type | tuple[type, ...]) -> list[Any]:
         return [c for c in children if isinstance(c, kind)]
@@ -319,36 +350,36 @@ class _InlineSyntax(Transformer):
 
     # expressions
     def _too_long(self, children: list[Token]) -> None:
-        if len(children[0]) > _MAX_LITERAL:
+        if len(children[0].value) > _MAX_LITERAL:
             raise ArchValueError(
-                f"a number of {len(children[0])} digits is too large: sizes and counts are "
+                f"a number of {len(children[0].value)} digits is too large: sizes and counts are "
                 f"limited to {MAX_DIM:,}",
                 self._span(children),
             )
 
     def int_(self, children: list[Token]) -> s.Int:
         self._too_long(children)
-        return s.Int(value=int(children[0]), span=self._span(children))
+        return s.Int(value=int(children[0].value), span=self._span(children))
 
     def float_(self, children: list[Token]) -> s.Float:
         self._too_long(children)
-        return s.Float(value=float(children[0]), span=self._span(children))
+        return s.Float(value=float(children[0].value), span=self._span(children))
 
     def size(self, children: list[Token]) -> s.Size:
-        if any(len(part) > _MAX_LITERAL for part in str(children[0]).split("x")):
+        if any(len(part) > _MAX_LITERAL for part in children[0].value.split("x")):
             raise ArchValueError(
                 f"a size with a part of more than {_MAX_LITERAL} digits is too large: sizes are "
                 f"limited to {MAX_DIM:,}",
                 self._span(children),
             )
-        value = tuple(int(p) for p in str(children[0]).split("x"))
+        value = tuple(int(p) for p in children[0].value.split("x"))
         return s.Size(value=value, span=self._span(children))
 
     def string(self, children: list[Token]) -> s.Str:
-        return s.Str(value=str(children[0])[1:-1], span=self._span(children))
+        return s.Str(value=children[0].value[1:-1], span=self._span(children))
 
     def name(self, children: list[Token]) -> s.Name:
-        return s.Name(id=str(children[0]), span=self._span(children))
+        return s.Name(id=children[0].value, span=self._span(children))
 
     def atom(self, children: list[Any]) -> s.Expr:
         return children[1]  # "(" expr ")"
@@ -367,7 +398,7 @@ class _InlineSyntax(Transformer):
 
     def _binop(self, children: list[Any]) -> s.Expr:
         left, op, right = children
-        node = s.BinOp(op=str(op), left=left, right=right, span=self._span(children))
+        node = s.BinOp(op=op.value, left=left, right=right, span=self._span(children))
         return self._nest(node, left, right)
 
     plus = minus = times = divide = floordiv = modulo = _binop
@@ -386,7 +417,7 @@ class _InlineSyntax(Transformer):
         return self._nest(node, *args) if args else node
 
     def dims(self, children: list[Any]) -> s.Dims:
-        parts = tuple(c for c in children if not isinstance(c, Token))
+        parts = tuple(c for c in children if not isinstance(c, _TOKENS))
         return s.Dims(parts=parts, span=self._span(children))
 
     def kwarg(self, children: list[Any]) -> s.Kwarg:
@@ -396,12 +427,12 @@ class _InlineSyntax(Transformer):
 
     def dotted(self, children: list[Token]) -> s.Ident:
         parts = self._names(children)
-        return s.Ident(text=".".join(str(c) for c in parts), span=self._span(children))
+        return s.Ident(text=".".join(c.value for c in parts), span=self._span(children))
 
     # steps
     def _args(self, children: list[Any]) -> tuple[tuple[s.Expr, ...], tuple[s.Kwarg, ...]]:
         args = tuple(
-            c for c in children[1:] if c is not None and not isinstance(c, Token | s.Kwarg)
+            c for c in children[1:] if c is not None and not isinstance(c, (*_TOKENS, s.Kwarg))
         )
         kwargs = tuple(c for c in children if isinstance(c, s.Kwarg))
         return args, kwargs
@@ -439,7 +470,7 @@ class _InlineSyntax(Transformer):
         return s.Merge(kind=str(children[0]), branches=branches, span=self._span(children))
 
     def repeat(self, children: list[Any]) -> s.Repeat:
-        alias = children[-2] if isinstance(children[-2], Token) else None
+        alias = children[-2] if isinstance(children[-2], _TOKENS) else None
         return s.Repeat(
             count=children[1],
             body=tuple(children[-1]),
@@ -453,7 +484,7 @@ class _InlineSyntax(Transformer):
     def step(self, children: list[Any]) -> s.Step:
         inner = children[0]
         alias = children[-1]
-        if not isinstance(alias, Token) or alias.type != "NAME":
+        if not isinstance(alias, _TOKENS) or alias.type != "NAME":
             return inner
         return type(inner)(
             **{**_fields(inner), "alias": self._ident(alias), "span": self._span(children)}
@@ -516,13 +547,14 @@ class _InlineSyntax(Transformer):
 
     # definitions
     def range_(self, children: list[Any]) -> _Marker:
-        low, high = [c for c in children if not isinstance(c, Token)]
+        low, high = [c for c in children if not isinstance(c, _TOKENS)]
         return _Marker("range", (low, high), self._span(children))
 
     def param(self, children: list[Any]) -> s.Param:
         bounds = self._marker(children, "range")
         default = next(
-            (c for c in children[1:] if c is not None and not isinstance(c, Token | _Marker)), None
+            (c for c in children[1:] if c is not None and not isinstance(c, (*_TOKENS, _Marker))),
+            None,
         )
         low, high = bounds if bounds is not None else (None, None)
         return s.Param(
@@ -552,12 +584,16 @@ class _InlineSyntax(Transformer):
         return self._definition(s.NetworkDef, children)
 
     def import_decl(self, children: list[Token]) -> s.Import:
-        return s.Import(path=str(children[-1])[1:-1], span=self._span(children))
+        return s.Import(path=children[-1].value[1:-1], span=self._span(children))
 
     def spec(self, children: list[Any]) -> tuple[Any, ...]:
         return tuple(self._nodes(children, s.Import | s.BlockDef | s.NetworkDef))
 
     def __default__(self, data: Any, children: list[Any], meta: Any) -> Any:
+        if data.startswith("_"):
+            # A helper rule Lark inlines into its parent (`arg*`, `_stmt`): the parent
+            # reads only `.children`, so skip building a `Tree` (a third of parse time).
+            return _Inlined(children)
         return Tree(data, children, meta)
 
 
@@ -566,8 +602,9 @@ _LOCK = threading.Lock()
 
 
 @functools.cache
-def _syntax_parser() -> Lark:
+def _syntax_parser(cython: bool) -> Lark:
     """The LALR parser that builds `syntax` nodes directly (built once per process)."""
+    plugins = {"_plugins": lark_cython.plugins} if cython and lark_cython is not None else {}
     return Lark(
         grammar_path().read_text(encoding="utf-8"),
         parser="lalr",
@@ -575,6 +612,7 @@ def _syntax_parser() -> Lark:
         keep_all_tokens=True,
         maybe_placeholders=True,
         transformer=_TRANSFORMER,
+        **plugins,
     )
 
 

@@ -1,0 +1,128 @@
+"""Runs of identical blocks: found in the graph, looped with `lax.scan`, same results as unrolled."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from archdsl.backend.model import compile_graph
+from archdsl.errors import ArchValueError
+from archdsl.frontend import build_graph, build_graph_text
+from archdsl.graph.repeats import find_runs
+
+TOY = """
+block blk(c) {{
+    residual {{ conv c 3x3 same bias = false as conv -> batchnorm as bn -> relu -> dropout 0.25 }}
+}}
+network Toy(n = 3) {{
+    input 6x6x4
+    conv 6 1x1 as stem
+    {frozen}repeat n {{ blk(6) }} as blocks
+    blk(8) as wide
+    repeat 2 {{ blk(8) }} as tail
+    globalavgpool -> dense 5 as fc
+}}
+"""
+
+
+def toy(n: int = 3, frozen: bool = False):
+    return build_graph_text(TOY.format(frozen="frozen " if frozen else ""), n=n)
+
+
+def test_finds_resnet_stages() -> None:
+    runs = find_runs(build_graph("specs/resnet152.arch", classes=10, size=64))
+    assert [(r.instances[0], r.instances[-1], r.output) for r in runs] == [
+        ("layer1.1", "layer1.2", "relu_2"),
+        ("layer2.1", "layer2.7", "relu_2"),
+        ("layer3.1", "layer3.35", "relu_2"),
+        ("layer4.1", "layer4.2", "relu_2"),
+    ]
+    # The first block of a stage changes stride and width: it is not in the run.
+    assert runs[2].input == "layer3.0.relu_2"
+
+
+def test_different_blocks_are_not_one_run() -> None:
+    runs = find_runs(toy(n=4))
+    # `wide` (8 channels, with a projection) breaks the chain; `tail` is its own run.
+    assert [(r.instances, r.input) for r in runs] == [
+        (("blocks.0", "blocks.1", "blocks.2", "blocks.3"), "stem"),
+        (("tail.0", "tail.1"), "wide.residual"),
+    ]
+    assert find_runs(build_graph("specs/tiny_resnet.arch")) == []
+
+
+def _train(model, params, state, x, key):
+    def loss(params, state):
+        out, state = model.apply(params, state, x, train=True, key=key)
+        return jnp.sum(out["output"] ** 2), (out["output"], state)
+
+    return jax.jit(jax.value_and_grad(loss, has_aux=True))(params, state)
+
+
+def _close(a, b, rtol: float = 1e-5) -> None:
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(u, v, rtol=rtol, atol=rtol * float(jnp.max(jnp.abs(v)) + 1))
+
+
+def test_scan_equals_unrolled() -> None:
+    graph = toy(frozen=True)
+    scanned, unrolled = compile_graph(graph, scan=True), compile_graph(graph, scan=False)
+    assert len(scanned.runs) == 2 and unrolled.runs == ()
+    params, state = scanned.init(jax.random.key(0))
+    # Vmapped per-instance init draws exactly the per-node values.
+    _close((params, state), unrolled.init(jax.random.key(0)), rtol=0)
+    packed, packed_state = scanned.init(jax.random.key(0), packed=True)
+    assert "blocks.0..blocks.2" in packed and "blocks.0.conv" not in packed
+    assert packed["blocks.0..blocks.2"]["conv"]["kernel"].shape == (3, 3, 3, 6, 6)
+    _close((scanned.pack(params), scanned.pack(state)), (packed, packed_state), rtol=0)
+    assert scanned.pack(packed) is packed
+    x = jax.random.normal(jax.random.key(1), (3, 6, 6, 4))
+    key = jax.random.key(2)
+    # What a training step carries: packed params in, packed state and gradients out.
+    (loss_s, (out_s, state_s)), grads_s = _train(scanned, packed, packed_state, x, key)
+    (loss_u, (out_u, state_u)), grads_u = _train(unrolled, params, state, x, key)
+    assert "blocks.0..blocks.2" in state_s and "blocks.0..blocks.2" in grads_s
+    state_s, grads_s = scanned.unpack(state_s), scanned.unpack(grads_s)
+    _close((loss_s, out_s, state_s, grads_s), (loss_u, out_u, state_u, grads_u))
+    # `blocks` is frozen: no gradient, no batch-norm update; `tail` trains.
+    assert bool(jnp.all(grads_s["blocks.2.conv"]["kernel"] == 0))
+    np.testing.assert_array_equal(state_s["blocks.1.bn"]["mean"], state["blocks.1.bn"]["mean"])
+    assert not bool(jnp.all(grads_s["tail.1.conv"]["kernel"] == 0))
+    mask = scanned.trainable(packed)
+    assert jax.tree.structure(mask) == jax.tree.structure(packed)
+    assert mask["blocks.0..blocks.2"]["conv"]["kernel"] is False
+    # Per-layer params in, per-layer state out; every node's output with `intermediates`.
+    _close(scanned.apply(params, state, x)[0], unrolled.apply(params, state, x)[0])
+    inter_s, inter_state = scanned.apply(params, state, x, intermediates=True)
+    inter_u, _ = unrolled.apply(params, state, x, intermediates=True)
+    assert set(inter_s) == set(inter_u) and "blocks.1.bn" in inter_s
+    assert set(inter_state) == set(state)
+    _close(inter_s, inter_u)
+
+
+def test_missing_packed_params_are_named() -> None:
+    model = compile_graph(toy(), scan=True)
+    packed, state = model.init(jax.random.key(0), packed=True)
+    del packed["blocks.0..blocks.2"]["conv"]
+    with pytest.raises(ArchValueError, match=r"no parameters for 3 node\(s\): `blocks.0.conv`"):
+        model.apply(packed, state, jnp.zeros((1, 6, 6, 4)))
+
+
+def _convolutions(model, repeats: int) -> int:
+    params, state = jax.eval_shape(model.init, jax.random.key(0))
+    x = jax.ShapeDtypeStruct((2, 6, 6, 4), jnp.float32)
+    text = jax.jit(lambda p, s, x: model.apply(p, s, x)[0]).lower(params, state, x).as_text()
+    return text.count("stablehlo.convolution")
+
+
+def test_scan_compiles_one_block_however_many_repeats() -> None:
+    counts = {
+        (scan, n): _convolutions(compile_graph(toy(n=n), scan=scan), n)
+        for scan in (True, False)
+        for n in (2, 12)
+    }
+    assert counts[True, 2] == counts[True, 12]
+    assert counts[False, 12] - counts[False, 2] == 10
