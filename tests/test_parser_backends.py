@@ -61,3 +61,12 @@ def test_same_diagnostics(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
     fast, pure = (_parse(text, cython, monkeypatch) for cython in (True, False))
     assert isinstance(fast, str) and "error:" in fast
     assert fast == pure
+
+
+def test_function_call_arguments_hold_no_punctuation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make_divisible(c * 2, 8)`: the Cython parser's tokens are filtered like Lark's."""
+    text = "network N(c = 20) {\n    input 8x8x3\n    conv make_divisible(c * 2, 8) 1x1\n}\n"
+    fast, pure = (_parse(text, cython, monkeypatch) for cython in (True, False))
+    assert fast == pure
+    call = fast.items[0].body[1].steps[0].args[0]
+    assert len(call.args) == 2 and not any(type(a).__name__ == "Token" for a in call.args)

@@ -412,7 +412,7 @@ class _InlineSyntax(Transformer):
 
     def func(self, children: list[Any]) -> s.Expr:
         name = self._ident(children[0])
-        args = tuple(c for c in children[1:] if c is not None and not isinstance(c, Token))
+        args = tuple(c for c in children[1:] if c is not None and not isinstance(c, _TOKENS))
         node = s.Func(name=name, args=args, span=self._span(children))
         return self._nest(node, *args) if args else node
 
