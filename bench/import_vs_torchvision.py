@@ -38,6 +38,17 @@ MODELS: dict[str, tuple[str, Callable[[], torch.nn.Module]]] = {
         "specs/googlenet_bn.arch",
         lambda: torchvision.models.googlenet(aux_logits=True, init_weights=True),
     ),
+    "squeezenet1_0": ("specs/squeezenet1_0.arch", torchvision.models.squeezenet1_0),
+    "squeezenet1_1": ("specs/squeezenet1_1.arch", torchvision.models.squeezenet1_1),
+    "mobilenet_v2": ("specs/mobilenet_v2.arch", torchvision.models.mobilenet_v2),
+    "resnext50_32x4d": ("specs/resnext50_32x4d.arch", torchvision.models.resnext50_32x4d),
+    "wide_resnet50_2": ("specs/wide_resnet50_2.arch", torchvision.models.wide_resnet50_2),
+    "vgg19_bn": ("specs/vgg19_bn.arch", torchvision.models.vgg19_bn),
+    "densenet121": ("specs/densenet121.arch", torchvision.models.densenet121),
+    "inception_v3": (
+        "specs/inception_v3.arch",
+        lambda: torchvision.models.inception_v3(aux_logits=True, init_weights=True),
+    ),
 }
 TOLERANCE = 1e-5
 
