@@ -60,7 +60,7 @@ def assert_close(want: np.ndarray, got: np.ndarray) -> None:
 
 
 def test_every_op_has_a_converter() -> None:
-    assert set(CONVERTERS) == set(ops.OPS)
+    assert set(CONVERTERS) == set(ops.OPS.values())
 
 
 @pytest.mark.parametrize(
@@ -89,6 +89,11 @@ network Oddities {
         branch { dense 16 as per_pixel -> leaky_relu 0.2 }
         branch { conv 16 1x1 as c5 -> sigmoid }
     } as merged
+    multiply {
+        branch { identity }
+        branch { globalavgpool -> dense 16 as se_fc -> hardsigmoid }
+        branch { conv 16 1x1 as se_map -> sigmoid -> maxpool 2 as se_pool }
+    } as se -> hardswish
     dropout 0.3 -> tanh -> softmax as pixel_softmax
     globalmaxpool as gmp
     concat {
@@ -103,7 +108,7 @@ network Oddities {
 def test_oddities_match_jax() -> None:
     graph = build_graph_text(ODDITIES)
     kinds = {node.op.name for _, node in graph.items()}
-    assert {"zeropad", "project", "lrn", "concat", "add"} <= kinds
+    assert {"zeropad", "project", "lrn", "concat", "add", "multiply", "hardswish"} <= kinds
     assert_close(*run_both(graph, batch=3))
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from archdsl.backend.model import _pool_geometry, _window_counts
+from archdsl.backend.lowerings.pool import _pool_geometry, _window_counts
 from archdsl.backend.weights import write_atomic
 from archdsl.errors import ArchError
 from archdsl.graph import ops
@@ -100,16 +100,16 @@ class Layer:
 Converter: TypeAlias = Callable[[Builder, Layer], str]
 """`(builder, layer) -> the ONNX tensor holding the layer's output`."""
 
-CONVERTERS: dict[str, Converter] = {}
-"""One converter per op, keyed like `ops.OPS` by the op's spelling."""
+CONVERTERS: dict[type[ops.Op], Converter] = {}
+"""One converter per op class, as `LOWERINGS`."""
 
 
-def converts(*names: str) -> Callable[[Converter], Converter]:
-    """Register a converter for the ops spelled `names`."""
+def converts(*classes: type[ops.Op]) -> Callable[[Converter], Converter]:
+    """Register a converter for the op classes `classes`."""
 
     def register(fn: Converter) -> Converter:
-        for name in names:
-            CONVERTERS[name] = fn
+        for cls in classes:
+            CONVERTERS[cls] = fn
         return fn
 
     return register
@@ -134,12 +134,12 @@ def _conv_kernel(kernel: np.ndarray) -> np.ndarray:
     return np.transpose(kernel, (3, 2, 0, 1))
 
 
-@converts("input")
+@converts(ops.Input)
 def _input(b: Builder, layer: Layer) -> str:
     return layer.inputs[0]
 
 
-@converts("conv")
+@converts(ops.Conv)
 def _conv(b: Builder, layer: Layer) -> str:
     op: ops.Conv = layer.op
     pads = resolve_padding(op.padding, layer.in_shapes[0][:2], op.kernel, op.stride, op.dilation)
@@ -179,7 +179,7 @@ def _crop(b: Builder, layer: Layer, x: str, pads: list[tuple[int, int]]) -> tupl
     return x, [(lo, max(hi, 0)) for lo, hi in pads]
 
 
-@converts("maxpool")
+@converts(ops.MaxPool)
 def _maxpool(b: Builder, layer: Layer) -> str:
     op: ops.MaxPool = layer.op
     pads, _ = _pool_geometry(op, layer.in_shapes[0], layer.out_shape)
@@ -194,7 +194,7 @@ def _maxpool(b: Builder, layer: Layer) -> str:
     )
 
 
-@converts("avgpool")
+@converts(ops.AvgPool)
 def _avgpool(b: Builder, layer: Layer) -> str:
     """Average with padding counted but not the ceil overhang, as PyTorch and the JAX lowering.
 
@@ -229,14 +229,14 @@ def _avgpool(b: Builder, layer: Layer) -> str:
     return b.node("Mul", [y, scale], layer.name)
 
 
-@converts("globalavgpool", "globalmaxpool")
+@converts(ops.GlobalAvgPool, ops.GlobalMaxPool)
 def _global_pool(b: Builder, layer: Layer) -> str:
-    kind = "GlobalAveragePool" if layer.op.name == "globalavgpool" else "GlobalMaxPool"
+    kind = "GlobalAveragePool" if isinstance(layer.op, ops.GlobalAvgPool) else "GlobalMaxPool"
     y = b.node(kind, [layer.inputs[0]], layer.helper("pool"))
     return b.node("Flatten", [y], layer.name, axis=1)
 
 
-@converts("flatten")
+@converts(ops.Flatten)
 def _flatten(b: Builder, layer: Layer) -> str:
     x = layer.inputs[0]
     if _image(layer.in_shapes[0]):
@@ -245,7 +245,7 @@ def _flatten(b: Builder, layer: Layer) -> str:
     return b.node("Flatten", [x], layer.name, axis=1)
 
 
-@converts("dense")
+@converts(ops.Dense)
 def _dense(b: Builder, layer: Layer) -> str:
     kernel = b.constant(f"{layer.name}.kernel", layer.params["kernel"])
     x = layer.inputs[0]
@@ -268,7 +268,7 @@ def _dense(b: Builder, layer: Layer) -> str:
     return y
 
 
-@converts("dropout", "identity")
+@converts(ops.Dropout, ops.Identity)
 def _identity(b: Builder, layer: Layer) -> str:
     return b.node("Identity", [layer.inputs[0]], layer.name)
 
@@ -287,12 +287,12 @@ def _batch_norm(
     return b.node("BatchNormalization", inputs, name or layer.name, epsilon=eps)
 
 
-@converts("batchnorm")
+@converts(ops.BatchNorm)
 def _batchnorm(b: Builder, layer: Layer) -> str:
     return _batch_norm(b, layer, layer.inputs[0], layer.op.eps)
 
 
-@converts("lrn")
+@converts(ops.LRN)
 def _lrn(b: Builder, layer: Layer) -> str:
     """ONNX `LRN` for odd sizes; for even ones its window is centred the other way.
 
@@ -321,41 +321,44 @@ def _lrn(b: Builder, layer: Layer) -> str:
     return b.node("Div", [x, denominator], layer.name)
 
 
-_ELEMENTWISE: dict[str, tuple[str, dict[str, Any]]] = {
-    "relu": ("Relu", {}),
-    "tanh": ("Tanh", {}),
-    "sigmoid": ("Sigmoid", {}),
-    "elu": ("Elu", {"alpha": 1.0}),
+_ELEMENTWISE: dict[type[ops.Op], tuple[str, dict[str, Any]]] = {
+    ops.Relu: ("Relu", {}),
+    ops.Tanh: ("Tanh", {}),
+    ops.Sigmoid: ("Sigmoid", {}),
+    ops.Elu: ("Elu", {"alpha": 1.0}),
+    # PyTorch's relu6(x + 3) / 6 is ONNX's max(0, min(1, x / 6 + 1 / 2)).
+    ops.Hardsigmoid: ("HardSigmoid", {"alpha": 1.0 / 6.0, "beta": 0.5}),
+    ops.Hardswish: ("HardSwish", {}),
 }
 
 
 @converts(*_ELEMENTWISE)
 def _elementwise(b: Builder, layer: Layer) -> str:
-    kind, attrs = _ELEMENTWISE[layer.op.name]
+    kind, attrs = _ELEMENTWISE[type(layer.op)]
     return b.node(kind, [layer.inputs[0]], layer.name, **attrs)
 
 
-@converts("leaky_relu")
+@converts(ops.LeakyRelu)
 def _leaky_relu(b: Builder, layer: Layer) -> str:
     return b.node("LeakyRelu", [layer.inputs[0]], layer.name, alpha=layer.op.slope)
 
 
-@converts("relu6")
+@converts(ops.Relu6)
 def _relu6(b: Builder, layer: Layer) -> str:
     low = b.constant(f"{layer.name}/min", np.float32(0.0))
     high = b.constant(f"{layer.name}/max", np.float32(6.0))
     return b.node("Clip", [layer.inputs[0], low, high], layer.name)
 
 
-@converts("softmax", "log_softmax")
+@converts(ops.Softmax, ops.LogSoftmax)
 def _softmax(b: Builder, layer: Layer) -> str:
-    kind = "Softmax" if layer.op.name == "softmax" else "LogSoftmax"
+    kind = "Softmax" if isinstance(layer.op, ops.Softmax) else "LogSoftmax"
     # archdsl's softmax is over the last axis, the channels: axis 1 in NCHW.
     axis = _channel_axis(layer.out_shape)
     return b.node(kind, [layer.inputs[0]], layer.name, axis=axis)
 
 
-@converts("gelu")
+@converts(ops.Gelu)
 def _gelu(b: Builder, layer: Layer) -> str:
     """The exact erf form, `x * (1 + erf(x / sqrt 2)) / 2`: `Gelu` needs opset 20."""
     x = layer.inputs[0]
@@ -369,13 +372,13 @@ def _gelu(b: Builder, layer: Layer) -> str:
     return b.node("Mul", [x, gate], layer.name)
 
 
-@converts("silu")
+@converts(ops.Silu)
 def _silu(b: Builder, layer: Layer) -> str:
     x = layer.inputs[0]
     return b.node("Mul", [x, b.node("Sigmoid", [x], layer.helper("sigmoid"))], layer.name)
 
 
-@converts("add", "residual")
+@converts(ops.Add, ops.Residual)
 def _add(b: Builder, layer: Layer) -> str:
     if len(layer.inputs) == 1:
         return b.node("Identity", list(layer.inputs), layer.name)
@@ -387,12 +390,31 @@ def _add(b: Builder, layer: Layer) -> str:
     return total
 
 
-@converts("concat")
+@converts(ops.Multiply)
+def _multiply(b: Builder, layer: Layer) -> str:
+    """Product of the branches; a per-channel vector gate on an image becomes `(N, C, 1, 1)`."""
+    out_rank = len(layer.out_shape)
+    total: str | None = None
+    last = len(layer.inputs) - 1
+    for index, (x, shape) in enumerate(zip(layer.inputs, layer.in_shapes, strict=True)):
+        if len(shape) == 1 and out_rank == 3:
+            axes = b.ints(f"{layer.name}/axes{index}", [2, 3])
+            x = b.node("Unsqueeze", [x, axes], layer.helper(f"gate{index}"))
+        if total is None:
+            total = x
+            continue
+        name = layer.name if index == last else layer.helper(f"mul{index}")
+        total = b.node("Mul", [total, x], name)
+    assert total is not None
+    return total if last else b.node("Identity", [total], layer.name)
+
+
+@converts(ops.Concat)
 def _concat(b: Builder, layer: Layer) -> str:
     return b.node("Concat", list(layer.inputs), layer.name, axis=_channel_axis(layer.out_shape))
 
 
-@converts("project")
+@converts(ops.Project)
 def _project(b: Builder, layer: Layer) -> str:
     """1x1 conv with stride (`Gemm` on vectors), then batch norm or a bias."""
     op: ops.Project = layer.op
@@ -420,7 +442,7 @@ def _project(b: Builder, layer: Layer) -> str:
     return _batch_norm(b, layer, y, ops.BatchNorm().eps)
 
 
-@converts("zeropad")
+@converts(ops.ZeroPad)
 def _zeropad(b: Builder, layer: Layer) -> str:
     """`x[:, :, ::s, ::s]`, then zero channels appended."""
     op: ops.ZeroPad = layer.op
@@ -478,7 +500,7 @@ def build_onnx(
     for name, node in graph.items():
         if name not in keep or name == input_name:
             continue
-        converter = CONVERTERS.get(node.op.name)
+        converter = CONVERTERS.get(type(node.op))
         if converter is None:
             raise ArchOnnxError(f"`{node.op.name}` has no ONNX converter", node.span)
         layer = Layer(

@@ -12,7 +12,8 @@ from archdsl.cli._common import add_network_options, console, network_arguments
 from archdsl.errors import ArchValueError
 from archdsl.frontend import build_graph
 from archdsl.graph.ir import Graph, format_graph
-from archdsl.graph.report import Report, build_report, format_count, format_macs
+from archdsl.graph.report import Report, build_report, format_macs
+from archdsl.lang.numbers import format_count
 
 
 def register(sub: argparse._SubParsersAction) -> None:
