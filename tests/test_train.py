@@ -429,7 +429,7 @@ def test_bad_data_is_refused_before_training(tmp_path: Path, arrays, message) ->
 def test_bad_data_files(tmp_path: Path) -> None:
     with pytest.raises(ArchDataError, match="does not exist"):
         load_data(tmp_path / "nothing.npz", (4, 4, 1), 3)
-    with pytest.raises(ArchDataError, match=r"expected `digits` or an \.npz"):
+    with pytest.raises(ArchDataError, match=r"expected `digits`, an \.npz file or an image folder"):
         load_data(tmp_path / "data.csv", (4, 4, 1), 3)
     (tmp_path / "bad.npz").write_bytes(b"garbage")
     with pytest.raises(ArchDataError, match="cannot read"):

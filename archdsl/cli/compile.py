@@ -6,9 +6,11 @@ import argparse
 import dataclasses
 import json
 
+from rich.console import Console
 from rich.table import Table
 
 from archdsl.cli._common import add_network_options, console, network_arguments
+from archdsl.errors import ArchValueError
 from archdsl.frontend import build_graph
 from archdsl.graph.cost import (
     OPTIMIZER_SLOTS,
@@ -18,7 +20,7 @@ from archdsl.graph.cost import (
     format_bytes,
     format_flops,
 )
-from archdsl.graph.ir import format_graph
+from archdsl.graph.ir import Graph, format_graph
 from archdsl.graph.report import Report, build_report, format_macs
 from archdsl.lang.numbers import format_count
 
@@ -39,7 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "-o",
         "--output",
         metavar="FILE",
-        help="also export the inference function (`model.jaxexport`)",
+        help="also export the inference function: `model.onnx` (ONNX) or `model.jaxexport`",
+    )
+    parser.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="the weights to put in an `.onnx` file (default: freshly initialised, key 0)",
     )
     cost = parser.add_argument_group("memory and FLOPs for a batch")
     cost.add_argument(
@@ -110,12 +117,21 @@ def run(args: argparse.Namespace) -> int:
         print_report(report, out)
         if cost is not None:
             print_cost(cost, out)
-    if args.output:
+    if args.output and args.output.endswith(".onnx"):
+        _write_onnx(graph, args.output, args.weights, out)
+    elif args.output:
+        if args.weights:
+            raise ArchValueError(
+                "`--weights` goes into an `.onnx` file only; a `.jaxexport` takes them at run time",
+                help="run it with `archdsl run model.jaxexport --weights FILE --input x.npy`",
+            )
         from archdsl.backend.export import export_model
         from archdsl.compiler import compile_graph_model
 
         export_model(compile_graph_model(graph), args.output)
         out.print(f"exported the inference function to {args.output}")
+    elif args.weights:
+        raise ArchValueError("`--weights` needs `-o model.onnx`")
     return 0
 
 
@@ -144,6 +160,29 @@ def print_cost(cost: Cost, out: object) -> None:
     lines.append(flops + f" (batch {cost.batch})")
     for line in lines:
         out.print(line)  # type: ignore[attr-defined]
+
+
+def _write_onnx(graph: Graph, path: str, weights: str | None, out: Console) -> None:
+    """Initialise or load (and check) the weights, then write the ONNX model."""
+    import jax
+
+    from archdsl.backend.onnx_export import export_onnx
+    from archdsl.backend.weights import check_weights, load_weights
+    from archdsl.compiler import compile_graph_model
+
+    model = compile_graph_model(graph)
+    if weights is None:
+        params, state = model.init(jax.random.key(0))
+        note = "freshly initialised weights (key 0; pass --weights FILE for trained ones)"
+    else:
+        params, state = load_weights(weights)
+        check_weights(params, state, *jax.eval_shape(model.init, jax.random.key(0)))
+        note = f"weights from {weights}"
+    onnx_model = export_onnx(graph, params, state, path)
+    out.print(
+        f"wrote ONNX (opset {onnx_model.opset_import[0].version}, "
+        f"{len(onnx_model.graph.node)} nodes) to {path} with {note}"
+    )
 
 
 def print_report(report: Report, out: object) -> None:

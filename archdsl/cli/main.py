@@ -23,6 +23,7 @@ _COMMANDS = (
     "plot",
     "view",
     "zoo",
+    "import_weights",
 )
 """Modules of `archdsl.cli`; each has `register(subparsers)` setting `func`."""
 
@@ -42,7 +43,8 @@ def build_parser(commands: Sequence[str] = _COMMANDS) -> argparse.ArgumentParser
 def _wanted(argv: Sequence[str]) -> Sequence[str]:
     """Only the named subcommand's module: `archdsl compile` should not import JAX."""
     first = next((a for a in argv if not a.startswith("-")), None)
-    return (first,) if first in _COMMANDS else _COMMANDS
+    module = first.replace("-", "_") if first else None
+    return (module,) if module in _COMMANDS else _COMMANDS
 
 
 def main(argv: Sequence[str] | None = None) -> int:

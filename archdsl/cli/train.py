@@ -7,14 +7,19 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
+from archdsl.backend.weights import save_weights
 from archdsl.cli._common import add_network_options, console, network_arguments
 from archdsl.frontend import build_graph
+from archdsl.graph.ir import Graph
 from archdsl.graph.report import build_report
 from archdsl.graph.shapes import format_shape
 from archdsl.lang.numbers import format_count
+from archdsl.train.cache import loads_any
 from archdsl.train.checkpoint import CHECKPOINT_NAME, Checkpoint, load_any_weights, load_checkpoint
 from archdsl.train.config import OPTIMIZERS, RESUME_KEYS, SCHEDULES, ArchTrainError, TrainConfig
-from archdsl.train.data import DIGITS, load_data
+from archdsl.train.data import DIGITS, Split, load_data
 from archdsl.train.loop import train
 from archdsl.train.parallel import check_batch, make_mesh
 from archdsl.train.steps import classes_of
@@ -37,9 +42,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--data",
         required=True,
-        metavar="digits|PATH.npz",
-        help="`digits` (scikit-learn's 8x8 digits, resized to the input) "
-        "or an .npz with `x` (N,H,W,C) and `y` (N,) [and `x_test`, `y_test`]",
+        metavar="digits|PATH.npz|FOLDER",
+        help="`digits` (scikit-learn's 8x8 digits, resized to the input), "
+        "an .npz with `x` (N,H,W,C) and `y` (N,) [and `x_test`, `y_test`], "
+        "or a folder with one subfolder of JPEG/PNG images per class",
+    )
+    parser.add_argument(
+        "--augment",
+        action="store_true",
+        help="image folders: random crops and left-right flips of the training images",
+    )
+    parser.add_argument(
+        "--normalize",
+        choices=("imagenet",),
+        help="image folders: normalise as torchvision's ImageNet weights expect",
+    )
+    parser.add_argument(
+        "--cache-frozen",
+        action="store_true",
+        help="compute the frozen layers' output once, keep it on disk (DIR/features), "
+        "and train the rest on it",
     )
     parser.add_argument("--epochs", type=int, help="epochs to train in all (default 10)")
     parser.add_argument("--batch-size", type=int, help="examples per step (default 64)")
@@ -143,14 +165,28 @@ def run(args: argparse.Namespace) -> int:
     (input_name,) = graph.inputs
     input_shape = graph.node(input_name).shape
     assert input_shape is not None
-    data = load_data(args.data, input_shape, classes, test_fraction=args.test_fraction)
+    data = load_data(
+        args.data,
+        input_shape,
+        classes,
+        test_fraction=args.test_fraction,
+        augment=args.augment,
+        normalize=args.normalize,
+    )
     init = None
     if args.init and resume is not None:
         out.print(f"resuming: `--init {args.init}` is not used (the checkpoint has the weights)")
     elif args.init:
         init = load_any_weights(args.init)
 
-    report = build_report(graph)
+    whole = graph
+    cached = None
+    if args.cache_frozen:
+        graph, data, cached = _cache_frozen(graph, data, init, args, config, folder, out)
+        if init is not None and not loads_any(graph, init):
+            init = None  # the base took all the file's layers; the head starts afresh
+
+    report = build_report(whole)
     frozen = report.params - report.trainable
     out.print(
         f"network  {graph.name}: {format_count(report.params)} parameters"
@@ -201,6 +237,9 @@ def run(args: argparse.Namespace) -> int:
             f"held-out accuracy {last.test_accuracy:.2%} after {last.epoch} epoch"
             f"{'s' if last.epoch != 1 else ''}"
         )
+    if cached is not None and result.weights is not None:
+        # The run trained the head alone: the weights file gets the whole network.
+        save_weights(result.weights, {**cached[0], **result.params}, {**cached[1], **result.state})
     if result.checkpoint is not None:
         out.print(f"checkpoint {result.checkpoint}")
     if result.metrics is not None:
@@ -208,6 +247,32 @@ def run(args: argparse.Namespace) -> int:
     if result.weights is not None:
         out.print(f"weights    {result.weights}")
     return 130 if result.interrupted else 0
+
+
+def _cache_frozen(
+    graph: Graph,
+    data: Split,
+    init: tuple[dict, dict] | None,
+    args: argparse.Namespace,
+    config: TrainConfig,
+    folder: Path | None,
+    out: Console,
+) -> tuple[Graph, Split, tuple[dict, dict]]:
+    """The head graph, its cached inputs and the frozen base's weights."""
+    from archdsl.train.cache import prepare
+
+    if args.augment:
+        raise ArchTrainError(
+            "`--cache-frozen` computes the frozen layers' outputs once; `--augment` changes "
+            "their input every epoch",
+            help="drop one of the two",
+        )
+    cache_dir = (folder if folder is not None else Path(".archdsl-cache") / graph.name) / "features"
+    head, features, params, state, line = prepare(
+        graph, data, init, args.init, cache_dir, batch_size=config.batch_size, seed=config.seed
+    )
+    out.print(line)
+    return head, features, (params, state)
 
 
 def resolve_config(args: argparse.Namespace, resume: Checkpoint | None) -> TrainConfig:

@@ -1,4 +1,4 @@
-"""Training data: load `digits` or a `.npz`, fit it to the network's input, check it, split it.
+"""Training data: load `digits`, a `.npz` or an image folder, fit it to the network, split it.
 
 Examples are float32 arrays `(N, *input_shape)`, labels int32 class indices. Every
 problem with the data is an `ArchDataError` raised before any training starts.
@@ -9,12 +9,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
 from archdsl.errors import ArchValueError
 from archdsl.graph.shapes import Shape, format_shape
+
+if TYPE_CHECKING:
+    from archdsl.train.images import ImageFolder
 
 
 class ArchDataError(ArchValueError):
@@ -34,8 +37,8 @@ NPZ_HELP: Final = (
 class Dataset:
     """Examples and their labels, ready to batch."""
 
-    x: np.ndarray
-    """float32, `(N, *input_shape)`."""
+    x: np.ndarray | ImageFolder
+    """float32, `(N, *input_shape)`; an `ImageFolder` decodes images as they are indexed."""
     y: np.ndarray
     """int32, `(N,)`, each in `[0, classes)`."""
     name: str = ""
@@ -45,7 +48,8 @@ class Dataset:
 
     def take(self, index: np.ndarray) -> Dataset:
         """The examples at `index`, in that order."""
-        return Dataset(self.x[index], self.y[index], self.name)
+        x: Any = self.x[index] if isinstance(self.x, np.ndarray) else self.x.subset(index)
+        return Dataset(x, self.y[index], self.name)
 
 
 @dataclass(frozen=True)
@@ -63,15 +67,21 @@ def load_data(
     *,
     test_fraction: float = 0.2,
     seed: int = 0,
+    augment: bool = False,
+    normalize: str | None = None,
 ) -> Split:
-    """Load `digits` or a `.npz` file, fit it to the network and split off a test set.
+    """Load `digits`, a `.npz` file or an image folder, fit it to the network, split it.
 
     Args:
-        source: `"digits"` or the path of an `.npz` file (see `NPZ_HELP`).
+        source: `"digits"`, the path of an `.npz` file (see `NPZ_HELP`) or of a folder
+            with one subfolder of images per class (`archdsl.train.images`).
         input_shape: the network's per-example input shape.
         classes: the size of the network's output; labels must be below it.
         test_fraction: the share held out when the data has no `x_test`.
         seed: the seed of the split (stratified by class where every class allows).
+        augment: random crops and flips of the training images (image folders only).
+        normalize: `"imagenet"` to normalise images as torchvision's pretrained
+            weights expect (image folders only).
 
     Raises:
         ArchDataError: the data is missing, malformed or does not fit the network.
@@ -80,6 +90,10 @@ def load_data(
         x, y = load_digits(input_shape)
         return split(Dataset(x, check_labels(y, classes, DIGITS), DIGITS), test_fraction, seed)
     path = Path(source)
+    if path.is_dir():
+        return _load_folder(path, input_shape, classes, test_fraction, seed, augment, normalize)
+    if augment or normalize:
+        raise ArchDataError("`--augment` and `--normalize` apply to image folders only")
     arrays = _read_npz(path)
     x = check_examples(arrays["x"], input_shape, f"{path.name}: `x`")
     y = check_labels(arrays["y"], classes, f"{path.name}: `y`")
@@ -93,6 +107,32 @@ def load_data(
         _same_length(xt, yt, path.name, "x_test", "y_test")
         return Split(data, Dataset(xt, yt, path.name))
     return split(data, test_fraction, seed)
+
+
+def _load_folder(
+    path: Path,
+    input_shape: Shape,
+    classes: int,
+    test_fraction: float,
+    seed: int,
+    augment: bool,
+    normalize: str | None,
+) -> Split:
+    from archdsl.train.images import scan_folder
+
+    images, labels, names = scan_folder(path, input_shape, normalize=normalize, seed=seed)
+    if len(names) > classes:
+        raise ArchDataError(
+            f"`{path}` has {len(names)} class folders, but the network has {classes} outputs",
+            notes=[f"classes: {', '.join(names[:10])}" + (", ..." if len(names) > 10 else "")],
+            help=f"build the network with `--arg classes={len(names)}`",
+        )
+    parts = split(Dataset(images, labels, path.name), test_fraction, seed)
+    if not augment:
+        return parts
+    train = parts.train
+    assert not isinstance(train.x, np.ndarray)
+    return Split(Dataset(train.x.with_augment(True), train.y, train.name), parts.test)
 
 
 def load_digits(input_shape: Shape) -> tuple[np.ndarray, np.ndarray]:
@@ -128,7 +168,8 @@ def load_digits(input_shape: Shape) -> tuple[np.ndarray, np.ndarray]:
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     if path.suffix != ".npz":
         raise ArchDataError(
-            f"unknown data `{path}`: expected `digits` or an .npz file", help=NPZ_HELP
+            f"unknown data `{path}`: expected `digits`, an .npz file or an image folder",
+            help=NPZ_HELP,
         )
     try:
         with np.load(path, allow_pickle=False) as archive:
