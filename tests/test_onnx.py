@@ -112,6 +112,26 @@ def test_oddities_match_jax() -> None:
     assert_close(*run_both(graph, batch=3))
 
 
+ZOO_OPS = """
+network ZooOps {
+    input 8x8x8
+    conv 8 3x3 same as stem
+    split 2 index 1 as half -> shuffle 2 as mixed
+    layernorm as norm -> layerscale 0.5 as scaled -> droppath 0.2 as dropped
+    globalavgpool as pool
+    layernorm as vec_norm -> shuffle 4 as vec_mix -> split 2 as vec_half
+}
+"""
+
+
+def test_zoo_channel_ops_match_jax() -> None:
+    """split, shuffle, layernorm, layerscale and droppath on images and on vectors."""
+    graph = build_graph_text(ZOO_OPS)
+    kinds = {node.op.name for _, node in graph.items()}
+    assert {"split", "shuffle", "layernorm", "layerscale", "droppath"} <= kinds
+    assert_close(*run_both(graph, batch=3))
+
+
 def test_image_output_is_nhwc() -> None:
     graph = build_graph_text("network Img {\n input 9x7x3\n conv 5 3x3 same as c -> relu\n}")
     want, got = run_both(graph)

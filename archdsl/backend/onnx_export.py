@@ -555,3 +555,69 @@ def export_onnx(
     except OSError as error:
         raise ArchOnnxError(f"cannot write `{path}`: {error.strerror}") from None
     return model
+
+
+def _per_channel(b: Builder, layer: Layer, leaf: str, value: np.ndarray) -> str:
+    """A per-channel vector shaped to broadcast over the ONNX tensor: `(C, 1, 1)` for images."""
+    shaped = value.reshape(-1, 1, 1) if _image(layer.in_shapes[0]) else value
+    return b.constant(f"{layer.name}.{leaf}", shaped)
+
+
+@converts(ops.Split)
+def _split(b: Builder, layer: Layer) -> str:
+    op: ops.Split = layer.op
+    size = layer.out_shape[-1]
+    axis = _channel_axis(layer.in_shapes[0])
+    starts = b.ints(f"{layer.name}/starts", [op.index * size])
+    ends = b.ints(f"{layer.name}/ends", [(op.index + 1) * size])
+    axes = b.ints(f"{layer.name}/axes", [axis])
+    return b.node("Slice", [layer.inputs[0], starts, ends, axes], layer.name)
+
+
+@converts(ops.Shuffle)
+def _shuffle(b: Builder, layer: Layer) -> str:
+    """View as (groups, C / groups), swap the two, flatten back (batch copied with 0)."""
+    op: ops.Shuffle = layer.op
+    shape = layer.in_shapes[0]
+    c, g = shape[-1], op.groups
+    rest = list(shape[:-1])
+    grouped = b.ints(f"{layer.name}/grouped", [0, g, c // g, *rest])
+    flat = b.ints(f"{layer.name}/flat", [0, c, *rest])
+    perm = [0, 2, 1, *range(3, 3 + len(rest))]
+    x = b.node("Reshape", [layer.inputs[0], grouped], layer.helper("grouped"))
+    x = b.node("Transpose", [x], layer.helper("swap"), perm=perm)
+    return b.node("Reshape", [x, flat], layer.name)
+
+
+@converts(ops.DropPath)
+def _droppath(b: Builder, layer: Layer) -> str:
+    """Stochastic depth is the identity at inference."""
+    return b.node("Identity", [layer.inputs[0]], layer.name)
+
+
+@converts(ops.LayerNorm)
+def _layernorm(b: Builder, layer: Layer) -> str:
+    """`LayerNormalization` over the last axis: images go to NHWC and back."""
+    op: ops.LayerNorm = layer.op
+    x = layer.inputs[0]
+    image = _image(layer.in_shapes[0])
+    if image:
+        x = b.node("Transpose", [x], layer.helper("nhwc"), perm=[0, 2, 3, 1])
+    scale = b.constant(f"{layer.name}.scale", layer.params["scale"])
+    bias = b.constant(f"{layer.name}.bias", layer.params["bias"])
+    y = b.node(
+        "LayerNormalization",
+        [x, scale, bias],
+        layer.helper("norm") if image else layer.name,
+        axis=-1,
+        epsilon=op.eps,
+    )
+    if image:
+        y = b.node("Transpose", [y], layer.name, perm=[0, 3, 1, 2])
+    return y
+
+
+@converts(ops.LayerScale)
+def _layerscale(b: Builder, layer: Layer) -> str:
+    scale = _per_channel(b, layer, "scale", layer.params["scale"])
+    return b.node("Mul", [layer.inputs[0], scale], layer.name)
