@@ -18,6 +18,7 @@ from rich.console import Console
 from archdsl.backend.model import compile_graph
 from archdsl.cli import main
 from archdsl.frontend import build_graph, build_graph_text
+from archdsl.io import ArchIOError
 from archdsl.train.checkpoint import (
     CHECKPOINT_NAME,
     ArchCheckpointError,
@@ -315,7 +316,9 @@ def test_interrupted_write_keeps_the_previous_checkpoint(tmp_path: Path, monkeyp
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", fail)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(
+        ArchIOError, match=r"checkpoint\.safetensors`: No space left on device \(ENOSPC\)"
+    ):
         save_checkpoint(path, _checkpoint(2.0))
     monkeypatch.undo()
     assert path.read_bytes() == before

@@ -11,6 +11,7 @@ from archdsl.cli._common import add_network_options, console, network_arguments
 from archdsl.frontend import build_graph
 from archdsl.graph.ir import format_graph
 from archdsl.graph.report import Report, build_report, format_count, format_macs
+from archdsl.io import check_output
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build, report, and optionally export."""
+    if args.output:
+        check_output(args.output, "exported model")  # before any work
     graph = build_graph(args.spec, network=args.network, **network_arguments(args.arg))
     report = build_report(graph)
     out = console()
