@@ -12,17 +12,11 @@ from archdsl.frontend import build_graph
 from archdsl.graph.report import build_report, format_count
 from archdsl.graph.shapes import format_shape
 from archdsl.train.checkpoint import CHECKPOINT_NAME, Checkpoint, load_any_weights, load_checkpoint
+from archdsl.train.config import OPTIMIZERS, RESUME_KEYS, SCHEDULES, ArchTrainError, TrainConfig
 from archdsl.train.data import DIGITS, load_data
-from archdsl.train.loop import (
-    OPTIMIZERS,
-    RESUME_KEYS,
-    SCHEDULES,
-    ArchTrainError,
-    TrainConfig,
-    classes_of,
-    train,
-)
+from archdsl.train.loop import train
 from archdsl.train.parallel import check_batch, make_mesh
+from archdsl.train.steps import classes_of
 
 _AUTO = "<checkpoint-dir>"
 

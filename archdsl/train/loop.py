@@ -1,29 +1,22 @@
-"""Training: optimiser and schedule, the loss (aux heads at their weights), jitted
-data-parallel steps, the epoch loop with evaluation, checkpoints, Ctrl-C and resume.
+"""The training loop: epochs with evaluation, checkpoints, Ctrl-C and resume.
 
-The loss is the mean cross-entropy of the main output plus, for each `aux` head, its
-cross-entropy times the head's declared weight. A head (main or aux) that ends in
-`softmax` is trained from the logits before it: `training_graph` re-points the head at
-the softmax's input, so the loss is `log_softmax` of logits (stable) rather than the log
-of a probability that may round to 0. Its argmax, hence the accuracy, is unchanged. Any
-other last layer is taken to give logits already (`log_softmax` works as it is).
+The same seed gives the same run: the initial weights, the shuffle of each epoch
+(`data.epoch_order`) and the dropout key of each step all derive from it, so a run stopped
+and resumed from its checkpoint ends where an uninterrupted one does. The first Ctrl-C
+stops after the current step and saves a checkpoint there (mid-epoch if need be).
 
-Frozen nodes take no gradient and have no optimizer state: parameters are split
-into a trainable and a frozen tree, gradients are taken with respect to the first only,
-and the optimizer sees only the first. (The backend keeps frozen batch norm in inference
-mode.) The same seed gives the same run: the initial weights, the shuffle of each epoch
-(`data.epoch_order`) and the dropout key of each step all derive from it, so a run
-stopped and resumed from its checkpoint ends where an uninterrupted one does.
+The settings live in `config`, the loss and jitted steps in `steps`, the bar and epoch line
+in `progress`; their public names are re-exported here for callers that import them from
+the loop.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NamedTuple
@@ -31,122 +24,64 @@ from typing import Any, Final, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
 
-from archdsl.backend.model import CompiledModel, compile_graph
-from archdsl.errors import ArchValueError
-from archdsl.graph import ops
+from archdsl.backend.model import compile_graph
 from archdsl.graph.ir import Graph
-from archdsl.graph.report import format_count
-from archdsl.graph.shapes import format_shape
+from archdsl.graph.passes.training import training_graph
 from archdsl.train.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
-from archdsl.train.data import Dataset, Split, epoch_order
+from archdsl.train.config import (
+    DEFAULT_LR,
+    OPTIMIZERS,
+    RESUME_KEYS,
+    SCHEDULES,
+    WEIGHTS_NAME,
+    ArchTrainError,
+    TrainConfig,
+    Tree,
+)
+from archdsl.train.data import Split, epoch_order
 from archdsl.train.parallel import check_batch, make_mesh, replicate, replicated, shard_batch
+from archdsl.train.progress import EpochStats, Timing, format_epoch, progress_bar
+from archdsl.train.steps import (
+    classes_of,
+    cross_entropy,
+    evaluate,
+    make_eval_step,
+    make_optimizer,
+    make_schedule,
+    make_train_step,
+    merge,
+    partition,
+)
 from archdsl.train.transfer import MatchReport, check_match, match_weights
 
-Tree = dict[str, dict[str, Any]]
-
-OPTIMIZERS: Final = ("adam", "sgd")
-SCHEDULES: Final = ("constant", "cosine", "step", "warmup-cosine")
-DEFAULT_LR: Final = {"adam": 1e-3, "sgd": 0.05}
-RESUME_KEYS: Final = (
-    "batch_size",
-    "lr",
-    "optimizer",
-    "schedule",
-    "weight_decay",
-    "momentum",
-    "seed",
-    "dtype",
-)
-"""Settings a resumed run takes from its checkpoint: to continue exactly, they must not change."""
-WEIGHTS_NAME: Final = "weights.safetensors"
-"""The file name of the latest weights (`save_weights`) in a checkpoint folder."""
-
-
-class ArchTrainError(ArchValueError):
-    """Training settings that cannot work: a bad option, a network that cannot classify."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides a training run, as the `train` command's options."""
-
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float | None = None
-    """The peak learning rate; None for the optimizer's default (`DEFAULT_LR`)."""
-    optimizer: str = "adam"
-    schedule: str = "cosine"
-    weight_decay: float = 0.0
-    """L2 added to the gradient for `sgd`, decoupled (AdamW) for `adam`; kernels only."""
-    momentum: float = 0.9
-    """SGD's momentum (0 for plain SGD)."""
-    seed: int = 0
-    devices: int = 1
-    dtype: str = "float32"
-
-    @property
-    def learning_rate(self) -> float:
-        """The peak learning rate in force."""
-        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
-
-    def check(self) -> None:
-        """Raises `ArchTrainError` for a value out of range."""
-        if self.optimizer not in OPTIMIZERS:
-            raise ArchTrainError(
-                f"unknown optimizer `{self.optimizer}`", help=f"use one of {', '.join(OPTIMIZERS)}"
-            )
-        if self.schedule not in SCHEDULES:
-            raise ArchTrainError(
-                f"unknown schedule `{self.schedule}`", help=f"use one of {', '.join(SCHEDULES)}"
-            )
-        for name, value, low in (
-            ("--epochs", self.epochs, 1),
-            ("--batch-size", self.batch_size, 1),
-            ("--devices", self.devices, 1),
-        ):
-            if value < low:
-                raise ArchTrainError(f"`{name}` must be at least {low}, got {value}")
-        if not self.learning_rate > 0 or not math.isfinite(self.learning_rate):
-            raise ArchTrainError(f"`--lr` must be positive, got {self.learning_rate}")
-        if self.weight_decay < 0:
-            raise ArchTrainError(f"`--weight-decay` must be >= 0, got {self.weight_decay}")
-        if not 0 <= self.momentum < 1:
-            raise ArchTrainError(f"`--momentum` must be in [0, 1), got {self.momentum}")
-
-    def to_json(self) -> dict[str, Any]:
-        """The settings as saved in checkpoints, with the learning rate in force."""
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {**values, "lr": self.learning_rate}
-
-
-@dataclass(frozen=True)
-class EpochStats:
-    """One epoch's figures: training means, held-out loss and accuracy, throughput."""
-
-    epoch: int
-    """1-based."""
-    loss: float
-    """Mean training objective (main plus weighted aux losses)."""
-    main_loss: float
-    accuracy: float
-    test_loss: float
-    test_accuracy: float
-    examples_per_second: float
-    seconds: float
-
-    def to_json(self) -> dict[str, Any]:
-        """For checkpoints."""
-        return dataclasses.asdict(self)
+__all__ = [
+    "DEFAULT_LR",
+    "OPTIMIZERS",
+    "RESUME_KEYS",
+    "SCHEDULES",
+    "WEIGHTS_NAME",
+    "ArchTrainError",
+    "EpochStats",
+    "StepHook",
+    "TrainConfig",
+    "TrainResult",
+    "Tree",
+    "classes_of",
+    "cross_entropy",
+    "evaluate",
+    "format_epoch",
+    "make_eval_step",
+    "make_optimizer",
+    "make_schedule",
+    "make_train_step",
+    "merge",
+    "partition",
+    "train",
+    "training_graph",
+]
 
 
 @dataclass
@@ -183,207 +118,6 @@ class _Live(NamedTuple):
 
 StepHook = Callable[[int], bool | None]
 """Called after every step with the step count; returning True stops as Ctrl-C does."""
-
-
-# the graph and the loss ---------------------------------------------------------------------
-def training_graph(graph: Graph) -> Graph:
-    """The graph that is trained: each head ending in `softmax` ends at its logits instead.
-
-    Parameter names do not change (softmax has none), so weights move freely between
-    this graph and the original.
-    """
-    out = graph.copy()
-    dropped = []
-
-    def logits(name: str) -> str:
-        node = out.node(name)
-        if isinstance(node.op, ops.Softmax):
-            dropped.append(name)
-            return node.inputs[0]
-        return name
-
-    out.outputs = (logits(out.output), *out.outputs[1:])
-    out.aux = {
-        key: dataclasses.replace(head, output=logits(head.output)) for key, head in out.aux.items()
-    }
-    ends = {out.output, *(h.output for h in out.aux.values())}
-    for name in dropped:
-        if name not in ends and not out.users(name):
-            out.remove(name)
-    return out
-
-
-def classes_of(graph: Graph) -> int:
-    """The number of classes: the size of the main output, which must be a vector.
-
-    Raises:
-        ArchTrainError: the output is not `(classes,)`, or an aux head's size differs.
-    """
-    shape = graph.node(graph.output).shape
-    assert shape is not None
-    if len(shape) != 1:
-        raise ArchTrainError(
-            f"`{graph.name}` gives {format_shape(shape)} per example; training a classifier "
-            "needs a vector of class scores",
-            help="end the network with `globalavgpool` or `flatten`, then `dense classes`",
-        )
-    for name, head in graph.aux.items():
-        aux_shape = graph.node(head.output).shape
-        if aux_shape != shape:
-            raise ArchTrainError(
-                f"aux head `{name}` gives {format_shape(aux_shape or ())}, but the main "
-                f"output gives {format_shape(shape)}: both are scored against the same labels",
-                span=head.span,
-            )
-    return shape[0]
-
-
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Per-example cross-entropy of integer labels under softmax(logits)."""
-    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
-
-
-# optimizer ----------------------------------------------------------------------------------
-def make_schedule(config: TrainConfig, total_steps: int) -> optax.Schedule:
-    """The learning rate at each step.
-
-    `constant`; `cosine` decays to 0 over the run; `step` divides by 10 at 50% and 75%
-    of the run; `warmup-cosine` rises linearly over the first 5% (at least one step)
-    then decays as `cosine`.
-    """
-    lr = config.learning_rate
-    total = max(total_steps, 1)
-    if config.schedule == "constant":
-        return optax.constant_schedule(lr)
-    if config.schedule == "cosine":
-        return optax.cosine_decay_schedule(lr, decay_steps=total)
-    if config.schedule == "step":
-        return optax.piecewise_constant_schedule(
-            lr, {max(1, total // 2): 0.1, max(2, total * 3 // 4): 0.1}
-        )
-    warmup = max(1, total // 20)
-    return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total, warmup + 1))
-
-
-def make_optimizer(config: TrainConfig, total_steps: int) -> optax.GradientTransformation:
-    """The optax optimizer for the trainable parameters.
-
-    Weight decay applies to kernels (arrays of rank 2 and more), not to biases or batch
-    norm's scale and shift.
-    """
-    schedule = make_schedule(config, total_steps)
-
-    def kernels(tree: Any) -> Any:
-        return jax.tree.map(lambda x: x.ndim >= 2, tree)
-
-    if config.optimizer == "sgd":
-        parts = []
-        if config.weight_decay:
-            parts.append(optax.add_decayed_weights(config.weight_decay, mask=kernels))
-        parts.append(optax.sgd(schedule, momentum=config.momentum or None))
-        return optax.chain(*parts)
-    if config.weight_decay:
-        return optax.adamw(schedule, weight_decay=config.weight_decay, mask=kernels)
-    return optax.adam(schedule)
-
-
-def partition(params: Tree, trainable: Mapping[str, Mapping[str, bool]]) -> tuple[Tree, Tree]:
-    """Split params into `(trainable, frozen)` trees by a mask like `model.trainable`."""
-    train: Tree = {}
-    frozen: Tree = {}
-    for node, leaves in params.items():
-        for leaf, x in leaves.items():
-            (train if trainable[node][leaf] else frozen).setdefault(node, {})[leaf] = x
-    return train, frozen
-
-
-def merge(a: Tree, b: Tree) -> Tree:
-    """Join two trees split by `partition`."""
-    out: Tree = {node: dict(leaves) for node, leaves in a.items()}
-    for node, leaves in b.items():
-        out.setdefault(node, {}).update(leaves)
-    return out
-
-
-# jitted steps -------------------------------------------------------------------------------
-def make_train_step(
-    model: CompiledModel,
-    optimizer: optax.GradientTransformation,
-    aux_weights: Mapping[str, float],
-    sharding: Any = None,
-) -> Callable[..., tuple[Tree, Tree, Any, dict[str, jax.Array]]]:
-    """`step(trainable, frozen, state, opt_state, x, y, key) -> (trainable, state,
-    opt_state, metrics)`, jitted; with `sharding`, every output is placed by it."""
-
-    def loss_fn(
-        trainable: Tree, frozen: Tree, state: Tree, x: jax.Array, y: jax.Array, key: jax.Array
-    ) -> tuple[jax.Array, tuple[Tree, dict[str, jax.Array]]]:
-        outputs, new_state = model.apply(merge(trainable, frozen), state, x, train=True, key=key)
-        main = jnp.mean(cross_entropy(outputs["output"], y))
-        total = main
-        for name, weight in aux_weights.items():
-            total = total + weight * jnp.mean(cross_entropy(outputs[name], y))
-        correct = jnp.sum(jnp.argmax(outputs["output"], axis=-1) == y)
-        return total, (new_state, {"loss": total, "main": main, "correct": correct})
-
-    def step(
-        trainable: Tree,
-        frozen: Tree,
-        state: Tree,
-        opt_state: Any,
-        x: jax.Array,
-        y: jax.Array,
-        key: jax.Array,
-    ) -> tuple[Tree, Tree, Any, dict[str, jax.Array]]:
-        grads, (new_state, metrics) = jax.grad(loss_fn, has_aux=True)(
-            trainable, frozen, state, x, y, key
-        )
-        updates, opt_state = optimizer.update(grads, opt_state, trainable)
-        return optax.apply_updates(trainable, updates), new_state, opt_state, metrics
-
-    return jax.jit(step, out_shardings=sharding) if sharding is not None else jax.jit(step)
-
-
-def make_eval_step(model: CompiledModel, sharding: Any = None) -> Callable[..., dict]:
-    """`evaluate(params, state, x, y, weight) -> {"loss", "correct"}` sums over a batch;
-    `weight` is 0 for the padding that fills the last batch."""
-
-    def evaluate(
-        params: Tree, state: Tree, x: jax.Array, y: jax.Array, weight: jax.Array
-    ) -> dict[str, jax.Array]:
-        logits, _ = model.apply(params, state, x, train=False)
-        hit = (jnp.argmax(logits, axis=-1) == y).astype(jnp.float32)
-        return {
-            "loss": jnp.sum(cross_entropy(logits, y) * weight),
-            "correct": jnp.sum(hit * weight),
-        }
-
-    return jax.jit(evaluate, out_shardings=sharding) if sharding is not None else jax.jit(evaluate)
-
-
-def evaluate(
-    eval_step: Callable[..., dict],
-    params: Tree,
-    state: Tree,
-    data: Dataset,
-    batch_size: int,
-    mesh: Any,
-) -> tuple[float, float]:
-    """Mean loss and accuracy over a dataset, in padded batches."""
-    loss = correct = 0.0
-    for start in range(0, len(data), batch_size):
-        x = data.x[start : start + batch_size]
-        y = data.y[start : start + batch_size]
-        pad = batch_size - len(y)
-        weight = np.ones(len(y), np.float32)
-        if pad:
-            x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
-            y = np.concatenate([y, np.zeros(pad, y.dtype)])
-            weight = np.concatenate([weight, np.zeros(pad, np.float32)])
-        out = eval_step(params, state, *shard_batch((x, y, weight), mesh))
-        loss += float(out["loss"])
-        correct += float(out["correct"])
-    return loss / len(data), correct / len(data)
 
 
 # the loop -----------------------------------------------------------------------------------
@@ -532,10 +266,10 @@ class _Run:
                 f"`--epochs {config.epochs}` asks for no more"
             )
             return self.finish(live, self.start_epoch, False)
-        self.timing = _Timing()
+        self.timing = Timing()
         self.live = live
         epoch = self.start_epoch
-        with _StopOnInterrupt() as stop, _progress_bar(self.out, progress) as bar:
+        with _StopOnInterrupt() as stop, progress_bar(self.out, progress) as bar:
             try:
                 for epoch in range(self.start_epoch, config.epochs):
                     self.epoch(
@@ -704,33 +438,6 @@ def _like(tree: Tree, reference: Tree) -> Tree:
     return jax.tree.map(lambda x, like: jnp.asarray(x, like.dtype), tree, reference)
 
 
-class _Timing:
-    """Examples per second of training steps, leaving out the run's first (it compiles)."""
-
-    def __init__(self) -> None:
-        self.first = True
-        self.examples = 0
-        self.seconds = 0.0
-        self.started = time.perf_counter()
-
-    def start_epoch(self) -> None:
-        self.examples, self.seconds = 0, 0.0
-        self.started = time.perf_counter()
-
-    def add(self, examples: int, seconds: float) -> None:
-        if not self.first:
-            self.examples += examples
-            self.seconds += seconds
-        self.first = False
-
-    @property
-    def rate(self) -> float:
-        return self.examples / self.seconds if self.seconds else 0.0
-
-    def epoch_seconds(self) -> float:
-        return time.perf_counter() - self.started
-
-
 class _Stop(Exception):
     """Leave the loop as Ctrl-C does."""
 
@@ -780,29 +487,3 @@ def _check_finite(loss: float, step: int) -> None:
         raise ArchTrainError(
             f"the loss became {loss} at step {step}", help="lower `--lr`, or check the data's scale"
         )
-
-
-def format_epoch(stats: EpochStats, epochs: int, aux: bool) -> str:
-    """`epoch  3/5  loss 0.2134  acc 94.1%  test loss 0.1502  acc 96.4%  5,210 ex/s  1.2s`."""
-    width = len(str(epochs))
-    main = f" (main {stats.main_loss:.4f})" if aux else ""
-    return (
-        f"epoch {stats.epoch:>{width}}/{epochs}  loss {stats.loss:.4f}{main}  "
-        f"acc {stats.accuracy:6.1%}  │  test loss {stats.test_loss:.4f}  "
-        f"acc {stats.test_accuracy:6.1%}  │  "
-        f"{format_count(round(stats.examples_per_second))} ex/s  {stats.seconds:.1f}s"
-    )
-
-
-def _progress_bar(console: Console, show: bool) -> Progress:
-    return Progress(
-        TextColumn("epoch {task.fields[epoch]}"),
-        BarColumn(bar_width=30),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:6.1%}"),
-        TextColumn("{task.fields[rate]:,.0f} ex/s"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=not show or console.quiet or not console.is_terminal,
-    )

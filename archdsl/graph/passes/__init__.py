@@ -9,6 +9,7 @@ from archdsl.graph.ir import Graph, verify
 from archdsl.graph.passes.checks import check_assertions, check_limits
 from archdsl.graph.passes.infer_shapes import infer_shapes
 from archdsl.graph.passes.residual import insert_projections
+from archdsl.graph.passes.training import training_graph
 
 Pass: TypeAlias = Callable[[Graph], Graph]
 
@@ -63,4 +64,5 @@ __all__ = [
     "infer_shapes",
     "insert_projections",
     "run_pipeline",
+    "training_graph",
 ]
