@@ -79,13 +79,18 @@ def load_weights(path: str | Path) -> tuple[dict[str, dict[str, np.ndarray]], di
             is malformed.
     """
     tensors, metadata = read_safetensors(path)
-    state_names = _state_names(metadata, path)
+    state_names = state_names_of(metadata, path)
     params = unflatten({n: x for n, x in tensors.items() if n not in state_names})
     state = unflatten({n: x for n, x in tensors.items() if n in state_names})
     return params, state
 
 
-def _state_names(metadata: Mapping[str, str], path: str | Path) -> set[str]:
+def state_names_of(metadata: Mapping[str, str], path: str | Path) -> set[str]:
+    """The names `archdsl.state` lists as running state.
+
+    Raises:
+        ArchWeightsError: the metadata is not a JSON list of names.
+    """
     try:
         names = json.loads(metadata.get(STATE_KEY, "[]"))
     except ValueError:

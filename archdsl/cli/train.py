@@ -11,6 +11,7 @@ from archdsl.cli._common import add_network_options, console, network_arguments
 from archdsl.frontend import build_graph
 from archdsl.graph.report import build_report, format_count
 from archdsl.graph.shapes import format_shape
+from archdsl.io import check_output_dir
 from archdsl.train.checkpoint import CHECKPOINT_NAME, Checkpoint, load_any_weights, load_checkpoint
 from archdsl.train.config import OPTIMIZERS, RESUME_KEYS, SCHEDULES, ArchTrainError, TrainConfig
 from archdsl.train.data import DIGITS, load_data
@@ -101,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         if args.no_checkpoints
         else Path(args.checkpoint_dir or Path("checkpoints") / graph.name)
     )
+    if folder is not None:
+        check_output_dir(folder, "checkpoint folder")  # before data, compile or training
     resume = None
     if args.resume is not None:
         if args.resume == _AUTO:

@@ -45,10 +45,11 @@ def check_output(path: str | Path, what: str = "output") -> Path:
     if "\0" in text:
         raise ArchIOError(f"the {what} path {text!r} contains a NUL character")
     target = Path(text)
+    _check_name(target, what)
     try:
         info = target.stat()
-    except FileNotFoundError:
-        info = None
+    except (FileNotFoundError, NotADirectoryError):
+        info = None  # the folder check below says which part is missing or not a folder
     except OSError as error:
         raise os_error(target, error, "use") from None
     if info is not None:
@@ -63,19 +64,25 @@ def check_output(path: str | Path, what: str = "output") -> Path:
             raise ArchIOError(f"{what} `{target}` is read-only (EACCES)")
         if stat.S_ISREG(info.st_mode):
             target = Path(os.path.realpath(target))  # write through a symlink, as open() does
-    if len(target.name.encode("utf-8", "surrogateescape")) > NAME_MAX:
-        raise ArchIOError(
-            f"{what} file name `{target.name[:40]}...` is too long: "
-            f"{len(target.name.encode('utf-8', 'surrogateescape'))} bytes, "
-            f"at most {NAME_MAX} (ENAMETOOLONG)"
-        )
     if info is None or stat.S_ISREG(info.st_mode):
         _check_folder(target.parent, what, target)
     return target
 
 
+def _check_name(target: Path, what: str) -> None:
+    size = len(target.name.encode("utf-8", "surrogateescape"))
+    if size > NAME_MAX:
+        raise ArchIOError(
+            f"{what} file name `{target.name[:40]}...` is too long: "
+            f"{size} bytes, at most {NAME_MAX} (ENAMETOOLONG)"
+        )
+
+
 def _check_folder(folder: Path, what: str, target: Path) -> None:
     shown = folder if str(folder) else Path(".")
+    blocker = next((p for p in reversed(folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None or (folder.exists() and not folder.is_dir()):
+        raise ArchIOError(f"cannot write {what} `{target}`: `{blocker or shown}` is not a folder")
     if not folder.exists():
         raise ArchIOError(
             f"cannot write {what} `{target}`: the folder `{shown}` does not exist",
