@@ -87,6 +87,8 @@ class Case:
     timeout: float = 60.0
     watch: tuple[str, ...] = ()
     """Folders that must hold no temporary file afterwards."""
+    protect_on_success: bool = True
+    """False: `protect` holds only when the command fails (exit != 0)."""
 
 
 @dataclass
@@ -124,6 +126,10 @@ model = compile_graph_model(graph)
 export_model(model, w / "model.jaxexport")
 params, state = model.init(jax.random.key(0))
 save_weights(w / "weights.safetensors", params, state)
+import ml_dtypes
+for code, dtype in (("bf16", ml_dtypes.bfloat16), ("f16", np.float16), ("f8", ml_dtypes.float8_e4m3fn), ("f64", np.float64)):
+    cast = jax.tree.map(lambda a: np.asarray(a).astype(dtype), (params, state))
+    save_weights(w / f"weights_{code}.safetensors", *cast)
 rng = np.random.default_rng(0)
 np.savez(w / "data.npz", x=rng.random((96, 8, 8, 1), dtype=np.float32), y=rng.integers(0, 10, 96))
 np.save(w / "x.npy", rng.random((4, 8, 8, 1), dtype=np.float32))
@@ -262,7 +268,7 @@ HOSTILE_SPECS: dict[str, tuple[str | bytes, str]] = {
         "network N {\n input 9x9x4\n residual { conv 4 3x3 stride 2 }\n}\n",
         "any",
     ),
-    "100k layers": ("network N {\n input 8x8x1\n" + " relu\n" * 100000 + "}\n", "any"),
+    "20k layers": ("network N {\n input 8x8x1\n" + " relu\n" * 20000 + "}\n", "any"),
     "many networks": ("".join(f"network N{i} {{\n input 8x8x1\n}}\n" for i in range(5000)), "any"),
     "only comment": ("# nothing\n", "any"),
     "empty file": ("", "any"),
@@ -274,9 +280,15 @@ def spec_cases(w: Path, rng: random.Random) -> list[Case]:
     cases = []
     for name, (text, expect) in HOSTILE_SPECS.items():
         path = _file(w, f"spec/{len(cases)}.arch", text)
-        cases.append(Case("spec", name, ["check", path], expect=expect))
+        cases.append(Case("spec", name, ["check", path], expect=expect, timeout=30))
         cases.append(
-            Case("spec", f"{name} (compile --json)", ["compile", "--json", path], expect=expect)
+            Case(
+                "spec",
+                f"{name} (compile --json)",
+                ["compile", "--json", path],
+                expect=expect,
+                timeout=30,
+            )
         )
     specs = sorted((ROOT / "specs").glob("*.arch"))
     tokens = [
@@ -429,7 +441,7 @@ ARG_VALUES = [
     "classes=}",
     "classes=(",
     "classes=5\n6",
-    "classes=5 # c",
+    "classes=5 # c",  # a comment: fine
     "classes=\0",
     "classes=\x1b[31m5",
     "classes=" + "9" * 5000,
@@ -451,7 +463,7 @@ def arg_cases(w: Path) -> list[Case]:
     tiny = str(w / "tiny.arch")
     cases = []
     for value in ARG_VALUES:
-        expect = "any" if value in ("classes=5 # c",) else "error"
+        expect = "any" if value in ("classes=5 # c", "classes=--1") else "error"
         cases.append(
             Case("arg", f"--arg {value[:40]!r}", ["check", tiny, "--arg", value], expect=expect)
         )
@@ -555,7 +567,14 @@ def weights_cases(w: Path) -> list[Case]:
         "a FIFO": str(w / "fifo"),
         "a folder": str(w / "out"),
         "missing": str(w / "nope.safetensors"),
+        "all bfloat16": str(w / "weights_bf16.safetensors"),
+        "all float16": str(w / "weights_f16.safetensors"),
+        "all float8": str(w / "weights_f8.safetensors"),
+        "all float64": str(w / "weights_f64.safetensors"),
     }
+    # A header edit that changes a tensor's shape is a resized layer to `--init`: it is
+    # initialised afresh and reported, which is the documented rule, not an error.
+    resized = ("bfloat16", "float8", "float16", "int64", "renamed tensor", "name without dot")
     for name, path in paths.items():
         cases.append(
             Case(
@@ -580,6 +599,7 @@ def weights_cases(w: Path) -> list[Case]:
                     "--epochs",
                     "1",
                 ],
+                expect="any" if name in resized else "error",
                 timeout=120,
             )
         )
@@ -966,58 +986,78 @@ def export_cases(w: Path, rng: random.Random) -> list[Case]:
 
 
 def output_cases(w: Path) -> list[Case]:
-    """Every output option against unusable paths; an existing target must survive."""
+    """Every output option against unusable paths."""
     tiny, model = str(w / "tiny.arch"), str(w / "model.jaxexport")
     weights, x, data = str(w / "weights.safetensors"), str(w / "x.npy"), str(w / "data.npz")
+    for suffix in (".jaxexport", ".dot", ".svg", ".npy"):
+        (w / "out" / f"folder{suffix}").mkdir(exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkfifo(w / "out" / f"fifo{suffix}")
     long_name = "n" * 300
-    bad = {
-        "a folder": (str(w / "out"), "error"),
-        "missing folder": (str(w / "no" / "such" / "folder" / "f"), "error"),
-        "under a file": (str(w / "a_file" / "f"), "error"),
-        "/dev/full": ("/dev/full", "error"),
-        "name too long": (str(w / "out" / long_name), "error"),
-        "empty": ("", "error"),
-        "FIFO without reader": (str(w / "fifo"), "error"),
-        "/proc/self/mem": ("/proc/self/mem", "error"),
-        "/dev/null": ("/dev/null", "any"),
-        "/": ("/", "error"),
+
+    def targets(suffix: str) -> dict[str, tuple[str, str]]:
+        return {
+            "a folder": (str(w / "out" / f"folder{suffix}"), "error"),
+            "missing folder": (str(w / "no" / "such" / f"f{suffix}"), "error"),
+            "under a file": (str(w / "a_file" / f"f{suffix}"), "error"),
+            "/dev/full": ("/dev/full", "error"),
+            "name too long": (str(w / "out" / (long_name + suffix)), "error"),
+            "long folder name": (str(w / "out" / long_name / f"f{suffix}"), "error"),
+            "FIFO without reader": (str(w / "out" / f"fifo{suffix}"), "error"),
+            "/proc/self/mem": ("/proc/self/mem", "error"),
+            "/dev/null": ("/dev/null", "any"),
+            "/": ("/", "error"),
+            "NUL in name": (str(w / "out" / f"a\0b{suffix}"), "error"),
+        }
+
+    commands = {
+        "compile -o": (".jaxexport", lambda p: ["compile", tiny, "-o", p]),
+        "graph -o .dot": (".dot", lambda p: ["graph", tiny, "-o", p]),
+        "graph -o .svg": (".svg", lambda p: ["graph", tiny, "-o", p]),
+        "run -o": (".npy", lambda p: ["run", model, "--weights", weights, "--input", x, "-o", p]),
     }
     cases = []
-    for name, (path, expect) in bad.items():
-        suffixed = {
-            "compile": [
-                "compile",
-                tiny,
-                "-o",
-                path + (".jaxexport" if path.startswith(str(w / "out")) else ""),
-            ],
-            "graph .dot": [
-                "graph",
-                tiny,
-                "-o",
-                path if path.endswith(("null", "full")) else path + ".dot",
-            ],
-            "graph .svg": [
-                "graph",
-                tiny,
-                "-o",
-                path if path.endswith(("null", "full")) else path + ".svg",
-            ],
-            "run -o": ["run", model, "--weights", weights, "--input", x, "-o", path],
-        }
-        for command, argv in suffixed.items():
-            e = "error" if command == "graph .svg" and path == "/dev/null" else expect
-            cases.append(Case("output", f"{command} -o {name}", argv, expect=e, timeout=120))
-        if name not in ("/dev/null", "FIFO without reader", "/dev/full"):
+    for command, (suffix, make) in commands.items():
+        for name, (path, expect) in targets(suffix).items():
+            if command.startswith("graph") and path in (
+                "/dev/null",
+                "/dev/full",
+                "/proc/self/mem",
+                "/",
+            ):
+                expect = "error"  # no extension to tell the format by
+            if command == "graph -o .svg" and name == "FIFO without reader":
+                expect = "error"
             cases.append(
-                Case(
-                    "output",
-                    f"train --checkpoint-dir {name}",
-                    ["train", tiny, "--data", data, "--epochs", "1", "--checkpoint-dir", path],
-                    timeout=150,
-                )
+                Case("output", f"{command} {name}", make(path), expect=expect, timeout=120)
             )
-    for target in ("/dev/zero", "/dev/full", str(w / "fifo.arch"), str(w / "out")):
+    train = ["train", tiny, "--data", data, "--epochs", "1", "--checkpoint-dir"]
+    for name, path, expect in (
+        ("a file", str(w / "a_file"), "error"),
+        ("under a file", str(w / "a_file" / "ck"), "error"),
+        ("name too long", str(w / "out" / long_name), "error"),
+        ("long folder in the path", str(w / "out" / long_name / "ck"), "error"),
+        ("NUL in name", str(w / "out" / "a\0b"), "error"),
+        ("/proc/self", "/proc/self", "error"),
+        ("/dev/null", "/dev/null", "error"),
+        ("a new nested folder", str(w / "cases" / "new" / "nested" / "ck"), "any"),
+    ):
+        cases.append(
+            Case(
+                "output",
+                f"train --checkpoint-dir {name}",
+                [*train, path],
+                expect=expect,
+                timeout=150,
+            )
+        )
+    for target in (
+        "/dev/zero",
+        "/dev/full",
+        str(w / "fifo.arch"),
+        str(w / "out"),
+        "/proc/self/environ",
+    ):
         cases.append(Case("output", f"fmt {target}", ["fmt", target]))
     return cases
 
@@ -1062,7 +1102,9 @@ def fsize_cases(w: Path) -> list[Case]:
                     make(out),
                     fsize=limit,
                     protect={str(target): sha(target)},
+                    protect_on_success=False,  # a write that fits the limit replaces it
                     watch=(str(folder), str(target.parent)),
+                    expect="any",
                     timeout=150,
                 )
             )
@@ -1169,7 +1211,6 @@ API_CALLS = {
     "build_graph_text network missing": 'archdsl.build_graph_text(open("{w}/tiny.arch").read(), "t.arch", network="Nope")',
     "parse NUL": 'archdsl.parse("network N {{ input 8x8x1\\0 }}", "t.arch")',
     "compile_file missing": 'archdsl.compile_file("{w}/nope.arch")',
-    "compile_file huge input": 'archdsl.compile_file("{w}/cases/data/huge_input.arch")',
     "compile_spec bad": 'archdsl.compile_spec("network N {{ input 8x8x1 conv }}")',
     "load_weights /dev/zero": 'archdsl.load_weights("/dev/zero")',
     "load_weights FIFO": 'archdsl.load_weights("{w}/fifo")',
@@ -1177,7 +1218,7 @@ API_CALLS = {
     "load_weights npz": 'archdsl.load_weights("{w}/data.npz")',
     "save_weights /dev/full": 'archdsl.save_weights("/dev/full", {{"a": {{"k": __import__("numpy").ones(3)}}}}, {{}})',
     "save_weights folder": 'archdsl.save_weights("{w}/out", {{"a": {{"k": __import__("numpy").ones(3)}}}}, {{}})',
-    "save_weights missing folder": 'archdsl.save_weights("{w}/no/w.safetensors", {{"a": {{"k": __import__("numpy").ones(3)}}}}, {{}})',
+    "save_weights missing folder": 'archdsl.save_weights("{w}/no-such-folder-api/w.safetensors", {{"a": {{"k": __import__("numpy").ones(3)}}}}, {{}})',
     "check_weights dtype": 'archdsl.check_weights({{"fc": {{"k": __import__("numpy").ones(3, "float16")}}}}, {{}}, {{"fc": {{"k": __import__("numpy").ones(3, "float32")}}}}, {{}})',
     "load_checkpoint weights": '__import__("archdsl.train.checkpoint").train.checkpoint.load_checkpoint("{w}/weights.safetensors")',
     "load_checkpoint /dev/zero": '__import__("archdsl.train.checkpoint").train.checkpoint.load_checkpoint("/dev/zero")',
@@ -1188,7 +1229,7 @@ API_CALLS = {
     "export_model to folder": 'from archdsl.backend.export import export_model; export_model(archdsl.compile_file("{w}/tiny.arch"), "{w}/out")',
     "TrainConfig seed": '__import__("archdsl.train.config").train.config.TrainConfig(seed=2**70).check()',
     "write_bytes /dev/full": '__import__("archdsl.io").io.write_bytes("/dev/full", b"x" * 10**6)',
-    "write_text missing folder": '__import__("archdsl.io").io.write_text("{w}/no/x.txt", "x")',
+    "write_text missing folder": '__import__("archdsl.io").io.write_text("{w}/no-such-folder-api/x.txt", "x")',
 }
 
 
@@ -1236,36 +1277,60 @@ def fuzz_cases(w: Path) -> list[Case]:
 
 # running -------------------------------------------------------------------------------------
 class Running:
+    """A case's process and its output, read through a pipe: a file-size limit on the
+    child must not cut its own error message short."""
+
     def __init__(self, case: Case, workspace: Path, env: dict[str, str]) -> None:
         self.case = case
         self.start = time.monotonic()
-        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in `judge`)
-            prefix="hostile-", dir=workspace / "logs", delete=False
-        )
+        self.output = bytearray()
         self.popen: subprocess.Popen | None = None
         self.pid = 0
         self.killed = False
+        read, write = os.pipe()
         if case.fresh:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "archdsl", *case.argv],
-                stdout=self.log,
-                stderr=self.log,
+                [sys.executable, "-m", "archdsl", *(case.argv or [])],
+                stdout=write,
+                stderr=write,
                 stdin=subprocess.DEVNULL,
                 env=env,
                 cwd=workspace,
                 start_new_session=True,
+                preexec_fn=_limit(case.fsize),
             )
             self.pid = self.popen.pid
-            return
-        pid = os.fork()
-        if pid == 0:  # the child
+        else:
+            pid = os.fork()
+            if pid == 0:  # the child
+                try:
+                    os.close(read)
+                    _child(case, write, workspace, env)
+                finally:
+                    os._exit(99)
+            self.pid = pid
+        os.close(write)
+        os.set_blocking(read, False)
+        self.read = read
+
+    def drain(self) -> None:
+        while True:
             try:
-                _child(case, self.log.fileno(), workspace, env)
-            finally:
-                os._exit(99)
-        self.pid = pid
+                chunk = os.read(self.read, 65536)
+            except BlockingIOError:
+                return
+            if not chunk:
+                return
+            if len(self.output) < 1 << 20:
+                self.output += chunk
+
+    def text(self) -> str:
+        self.drain()
+        os.close(self.read)
+        return self.output.decode("utf-8", "replace")
 
     def poll(self) -> int | None:
+        self.drain()
         if self.popen is not None:
             return self.popen.poll()
         done, status = os.waitpid(self.pid, os.WNOHANG)
@@ -1280,12 +1345,18 @@ class Running:
             os.kill(self.pid, signal.SIGKILL)
 
 
-def _child(case: Case, log: int, workspace: Path, env: dict[str, str]) -> None:
+def _limit(fsize: int | None) -> Callable[[], None] | None:
+    if fsize is None:
+        return None
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
+
+def _child(case: Case, out: int, workspace: Path, env: dict[str, str]) -> None:
     os.setpgrp()
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
     os.environ.clear()
     os.environ.update(env)
     os.chdir(workspace)
@@ -1314,15 +1385,13 @@ def _child(case: Case, log: int, workspace: Path, env: dict[str, str]) -> None:
 def judge(r: Running, code: int | None, workspace: Path, hung: bool) -> Outcome:
     case = r.case
     seconds = time.monotonic() - r.start
-    text = Path(r.log.name).read_text(errors="replace")
-    r.log.close()
-    os.unlink(r.log.name)
+    text = r.text()
     first = next((ln for ln in text.splitlines() if "error" in ln), text.strip()[:200])
     if hung:
         return Outcome(case, "hang", code, seconds, f"no exit within {case.timeout:g}s")
     if SECRET in text or "root:x:0:0" in text:
         return Outcome(case, "leak", code, seconds, first)
-    lost = _lost(case)
+    lost = _lost(case) if case.protect_on_success or code != 0 else ""
     if lost:
         return Outcome(case, "files lost", code, seconds, lost)
     if r.killed:
@@ -1345,7 +1414,7 @@ def judge(r: Running, code: int | None, workspace: Path, hung: bool) -> Outcome:
         "Traceback (most recent call last)" in text
         or code is None
         or code < 0
-        or code not in (0, 1, 2, 130)
+        or code not in (0, 1, 2, 130, 141)
     ):
         return Outcome(case, "traceback", code, seconds, _last_lines(text))
     litter = _litter(case)
@@ -1420,7 +1489,6 @@ def run_all(cases: list[Case], workspace: Path, jobs: int, verbose: bool) -> lis
         "NO_COLOR": "1",
         "JAX_PLATFORMS": "cpu",
     }
-    (workspace / "logs").mkdir(exist_ok=True)
     pending = collections.deque(cases)
     running: list[Running] = []
     outcomes: list[Outcome] = []

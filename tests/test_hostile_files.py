@@ -345,3 +345,27 @@ def test_run_refuses_weights_of_another_dtype(exported, tmp_path, capsys) -> Non
     )
     err = capsys.readouterr().err
     assert code == 1 and "`fc.kernel` is bfloat16, expected float32" in err
+
+
+def test_trailing_bytes_after_the_tensors_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "w.safetensors"
+    save_weights(path, {"fc": {"kernel": np.ones((2, 2), np.float32)}}, {})
+    path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(
+        ArchWeightsError, match="the tensors cover 16 bytes of the 17 after the header"
+    ):
+        load_weights(path)
+
+
+def test_parameters_that_cannot_fit_are_refused_before_xla_allocates() -> None:
+    from archdsl.io import ArchIOError
+    from archdsl.train.data import Dataset
+
+    graph = build_graph_text("network Big {\n input 100000\n dense 1000000 as fc\n}\n", "big.arch")
+    data = Dataset(np.zeros((8, 1), np.float32), np.zeros(8, np.int32))  # never reached
+    with pytest.raises(ArchIOError) as caught:
+        train(graph, Split(data, data), TrainConfig(epochs=1, batch_size=4))
+    message = str(caught.value)
+    params = 100_000 * 1_000_000 + 1_000_000
+    assert f"training `Big` ({params:,} parameters, with gradients and adam state)" in message
+    assert f"needed {params * 16:,} bytes" in message

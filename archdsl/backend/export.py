@@ -132,6 +132,12 @@ def run_exported(
         )
     try:
         out = np.asarray(exported.call(params, state, x))
+    except jax.errors.JaxRuntimeError as error:
+        raise ArchExportError(
+            f"`{path}` is damaged: XLA could not load its function "
+            f"({str(error).splitlines()[0][:200]})",
+            help="export it again with `archdsl compile spec.arch -o model.jaxexport`",
+        ) from None
     except ValueError as error:
         if "platform" not in str(error):
             raise ArchExportError(f"running `{path}` failed: {str(error)[:300]}") from None

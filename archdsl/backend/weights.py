@@ -179,6 +179,9 @@ def read_safetensors(
     tensors: dict[str, np.ndarray] = {}
     for name, entry in header.items():
         tensors[name] = _tensor(name, entry, body, bad)
+    used = sum(x.nbytes for x in tensors.values())
+    if used != len(body):  # the format has no holes and no trailing data
+        raise bad(f"the tensors cover {used:,} bytes of the {len(body):,} after the header")
     return tensors, metadata
 
 

@@ -86,6 +86,8 @@ def check_input_file(path: str | Path, what: str = "input") -> int:
     Raises:
         ArchIOError: missing, not a regular file, or larger than the memory available.
     """
+    if "\0" in os.fspath(path):
+        raise ArchIOError(f"{what} path {os.fspath(path)!r} contains a NUL character")
     path = Path(os.fspath(path))
     try:
         info = path.stat()

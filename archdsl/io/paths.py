@@ -102,9 +102,14 @@ def check_output_dir(path: str | Path, what: str = "output folder") -> Path:
     Raises:
         ArchIOError: the path is a file, sits under a file, or cannot be written.
     """
-    folder = Path(os.fspath(path))
-    if not str(folder):
+    text = os.fspath(path)
+    if not text:
         raise ArchIOError(f"the {what} path is empty")
+    if "\0" in text:
+        raise ArchIOError(f"the {what} path {text!r} contains a NUL character")
+    folder = Path(text)
+    for part in folder.parts:
+        _check_name(Path(part), what)
     if folder.exists():
         if not folder.is_dir():
             raise ArchIOError(f"{what} `{folder}` is a file, not a folder")

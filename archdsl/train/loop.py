@@ -30,7 +30,7 @@ from rich.progress import Progress
 from archdsl.backend.model import compile_graph
 from archdsl.graph.ir import Graph
 from archdsl.graph.passes.training import training_graph
-from archdsl.io import check_output_dir, clean_stale_temps, make_output_dir
+from archdsl.io import check_memory, check_output_dir, clean_stale_temps, make_output_dir
 from archdsl.train.checkpoint import (
     CHECKPOINT_NAME,
     ArchCheckpointError,
@@ -199,6 +199,7 @@ class _Run:
         if self.folder is not None:  # before any work: a file or a read-only folder fails now
             check_output_dir(self.folder, "checkpoint folder")
             clean_stale_temps(self.folder)  # left by a run that was killed mid-write
+        _check_parameter_memory(graph, config)
         self.model = compile_graph(training_graph(graph), dtype=config.dtype)
         self.aux_weights = {name: head.weight for name, head in graph.aux.items()}
         key = jax.random.key(config.seed)
@@ -451,6 +452,20 @@ class _Run:
 
 
 _NO_SUMS: Final = (0.0, 0.0, 0.0, 0)
+
+
+def _check_parameter_memory(graph: Graph, config: TrainConfig) -> None:
+    """Parameters, gradients and optimizer state, float32, must fit before XLA allocates
+    them (activations come on top: this is a floor, not an estimate)."""
+    from archdsl.graph.report import build_report
+
+    copies = 4 if config.optimizer == "adam" else 3  # params, gradients, 1-2 moments
+    params = build_report(graph).params
+    check_memory(
+        params * 4 * copies,
+        f"training `{graph.name}` ({params:,} parameters, with gradients and "
+        f"{config.optimizer} state)",
+    )
 
 
 def _check_resume_position(resume: Checkpoint, steps_per_epoch: int, key: jax.Array) -> None:
