@@ -175,6 +175,22 @@ CASES: list[tuple[str, str, str, str, str]] = [
         "from `concat.branch2.conv`",
     ),
     (
+        "multiply_cannot_broadcast",
+        "network N {\n    input 8x8x16\n    multiply {\n"
+        "        branch { conv 16 1x1 }\n        branch { globalavgpool -> dense 8 }\n    }\n}\n",
+        "3:5",
+        "`multiply`: cannot multiply 8 (branch 2) with 8x8x16 (branch 1)",
+        "`multiply` gets 8 from `multiply.branch2.dense`",
+    ),
+    (
+        "not_a_merge",
+        "network N {\n    input 8x8x1\n    relu {\n"
+        "        branch { relu }\n        branch { tanh }\n    }\n}\n",
+        "3:5",
+        "`relu` is a layer, not a merge: only a merge takes branches",
+        "the merges are add, concat, multiply",
+    ),
+    (
         "residual_identity",
         "network N {\n    input 56x56x64\n"
         "    residual shortcut = identity {\n        conv 128 3x3 stride 2 same\n    }\n}\n",

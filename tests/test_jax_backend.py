@@ -44,7 +44,7 @@ def run_op(op, *xs, params=None, state=None, mode=INFER, seed=0):
     Params default to random values (biases included) of exactly `op.param_shapes`.
     """
     in_shapes = tuple(tuple(x.shape[1:]) for x in xs)
-    layer = LOWERINGS[op.name](op, in_shapes, op.infer(*in_shapes))
+    layer = LOWERINGS[type(op)](op, in_shapes, op.infer(*in_shapes))
     if params is None:
         shapes = op.param_shapes(*in_shapes)
         params = {k: jnp.asarray(normal(v, seed + i)) for i, (k, v) in enumerate(shapes.items())}
@@ -59,7 +59,7 @@ def close(actual, expected, rtol=RTOL, atol=1e-5):
 
 
 def test_every_op_has_a_lowering():
-    assert set(LOWERINGS) == set(ops.OPS)
+    assert set(LOWERINGS) == set(ops.OPS.values())
 
 
 # ---------------------------------------------------------------- NumPy references
@@ -176,14 +176,14 @@ def test_conv_without_bias():
 
 
 def test_kernel_inits_are_he_normal_fan_out_and_glorot_normal():
-    conv = LOWERINGS["conv"](ops.Conv(256, (3, 3)), ((8, 8, 128),), (8, 8, 256))
+    conv = LOWERINGS[ops.Conv](ops.Conv(256, (3, 3)), ((8, 8, 128),), (8, 8, 256))
     params = conv.init(jax.random.key(0))
     kernel = np.asarray(params["kernel"])
     # torchvision: kaiming_normal_(mode="fan_out"), std = sqrt(2 / (out_channels * kh * kw))
     assert kernel.std() == pytest.approx(math.sqrt(2 / (256 * 9)), rel=0.02)
     assert abs(kernel.mean()) < 1e-3
     assert not np.asarray(params["bias"]).any()
-    dense = LOWERINGS["dense"](ops.Dense(300), ((500,),), (300,))
+    dense = LOWERINGS[ops.Dense](ops.Dense(300), ((500,),), (300,))
     kernel = np.asarray(dense.init(jax.random.key(0))["kernel"])
     assert kernel.std() == pytest.approx(math.sqrt(2 / 800), rel=0.02)
     assert np.abs(kernel).max() <= 2 * math.sqrt(2 / 800) / 0.8796 + 1e-6
@@ -292,6 +292,9 @@ ACTIVATIONS = {
     "silu": lambda x: x / (1 + np.exp(-x)),
     "elu": lambda x: np.where(x > 0, x, np.expm1(x)),
     "identity": lambda x: x,
+    # torch.nn.Hardswish and Hardsigmoid: relu6(x + 3) / 6 gates
+    "hardswish": lambda x: x * np.clip(x + 3, 0, 6) / 6,
+    "hardsigmoid": lambda x: np.clip(x + 3, 0, 6) / 6,
 }
 
 
@@ -376,6 +379,32 @@ def test_add_concat_and_residual():
     close(run_op(ops.Add(), a, b, a)[0], a + b + a)
     close(run_op(ops.Residual(), a, b)[0], a + b)
     close(run_op(ops.Concat(), a, c, b)[0], np.concatenate([a, c, b], axis=-1))
+
+
+def test_hard_activations_at_their_kinks():
+    x = np.array([[-4.0, -3.0, -1.5, 0.0, 1.5, 3.0, 4.0]], np.float32)
+    close(run_op(ops.Hardsigmoid(), x)[0], [[0, 0, 0.25, 0.5, 0.75, 1, 1]])
+    close(run_op(ops.Hardswish(), x)[0], [[0, 0, -0.375, 0, 1.125, 3, 4]])
+
+
+def test_multiply_equal_shapes():
+    a, b, c = normal((2, 3, 3, 4)), normal((2, 3, 3, 4), 1), normal((2, 3, 3, 4), 2)
+    close(run_op(ops.Multiply(), a, b, c)[0], a * b * c)
+    v, w = normal((2, 5)), normal((2, 5), 1)
+    close(run_op(ops.Multiply(), v, w)[0], v * w)
+
+
+@pytest.mark.parametrize("gate_shape", [(4,), (1, 1, 4)])
+@pytest.mark.parametrize("gate_first", [False, True])
+def test_multiply_broadcasts_a_per_channel_gate_over_each_example(gate_shape, gate_first):
+    x = normal((2, 3, 5, 4))
+    gate = normal((2, *gate_shape), 1)
+    inputs = (gate, x) if gate_first else (x, gate)
+    out, params, _ = run_op(ops.Multiply(), *inputs)
+    assert params == {}
+    # each example's gate scales that example's channels only (not another example's)
+    expected = x * gate.reshape(2, 1, 1, 4)
+    close(out, expected)
 
 
 @pytest.mark.parametrize(

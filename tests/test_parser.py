@@ -135,6 +135,16 @@ network N {
     )
 
 
+def test_any_name_before_branches_is_a_merge_of_that_name() -> None:
+    # The grammar names no op: `multiply` (or any future merge) parses as `concat` does.
+    spec = parse(
+        "network N {\n    multiply {\n        branch { relu }\n        branch { tanh }\n    } as m\n}"
+    )
+    merge = spec.items[0].body[0].steps[0]  # type: ignore[union-attr]
+    assert isinstance(merge, s.Merge)
+    assert (merge.kind, merge.alias.text, len(merge.branches)) == ("multiply", "m", 2)  # type: ignore[union-attr]
+
+
 def test_spans_are_one_based_and_exclusive() -> None:
     spec = parse("network N {\n    conv 6 5x5\n}")
     step = spec.items[0].body[0].steps[0]  # type: ignore[union-attr]

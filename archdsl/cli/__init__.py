@@ -1,4 +1,9 @@
-"""The `archdsl` command line: one module per subcommand, each imported only when it runs."""
+"""The `archdsl` command line, last: `main` (the parser and `_COMMANDS`) and one module per
+subcommand (`check`, `compile`, `graph`, `fmt`, `fuzz`, `run`, `train`), each imported only
+when it runs, so `archdsl check` starts without JAX.
+
+May import every part, through public names.
+"""
 
 from archdsl.cli.main import build_parser, main
 

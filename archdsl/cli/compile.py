@@ -10,8 +10,9 @@ from rich.table import Table
 from archdsl.cli._common import add_network_options, console, network_arguments
 from archdsl.frontend import build_graph
 from archdsl.graph.ir import format_graph
-from archdsl.graph.report import Report, build_report, format_count, format_macs
+from archdsl.graph.report import Report, build_report, format_macs
 from archdsl.io import check_output
+from archdsl.lang.numbers import format_count
 
 
 def register(sub: argparse._SubParsersAction) -> None:

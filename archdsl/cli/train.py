@@ -9,9 +9,10 @@ from typing import Any
 
 from archdsl.cli._common import add_network_options, console, network_arguments
 from archdsl.frontend import build_graph
-from archdsl.graph.report import build_report, format_count
+from archdsl.graph.report import build_report
 from archdsl.graph.shapes import format_shape
 from archdsl.io import check_output_dir
+from archdsl.lang.numbers import format_count
 from archdsl.train.checkpoint import CHECKPOINT_NAME, Checkpoint, load_any_weights, load_checkpoint
 from archdsl.train.config import OPTIMIZERS, RESUME_KEYS, SCHEDULES, ArchTrainError, TrainConfig
 from archdsl.train.data import DIGITS, load_data

@@ -1,4 +1,4 @@
-"""`syntax` to `ir.Graph`: instantiate blocks, bind arguments to ops, name every node.
+"""`syntax` to `ir.Graph`: instantiate blocks, name every node (`bind` reads the arguments).
 
 Naming (stable, so checkpoints and reports can rely on it):
 - a layer is `scope.NAME` with `as NAME`, else `scope.op` (`conv`, `conv_1`, ...);
@@ -15,31 +15,28 @@ Naming (stable, so checkpoints and reports can rely on it):
 from __future__ import annotations
 
 import dataclasses
-import functools
+from collections import ChainMap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from archdsl.errors import ArchError, ArchNameError, ArchValueError, raise_all
 from archdsl.graph import ops
+from archdsl.graph.bind import BindError, bind_block_arguments, bind_network_arguments, bind_op
+from archdsl.graph.expansion import MAX_BLOCK_DEPTH, MAX_NODES, min_nodes
 from archdsl.graph.ir import AuxHead, Graph, Node, ShapeCheck
 from archdsl.lang import syntax as s
+from archdsl.lang.kinds import coerce
 from archdsl.lang.loader import Program
+from archdsl.lang.numbers import MAX_DIM
 from archdsl.lang.source import Span
 from archdsl.lang.values import (
-    MAX_DIM,
     Value,
-    Word,
-    coerce,
     describe,
     did_you_mean,
     evaluate,
     unknown_name,
 )
-
-MAX_NODES = 500_000
-"""A spec that expands past this many layers is refused before anything is built."""
-MAX_BLOCK_DEPTH = 64
 
 
 class _Skip(Exception):
@@ -142,7 +139,7 @@ class _Lowerer:
         definition = select_network(self.program, name)
         self.graph.name = definition.name.text
         self.graph.span = definition.span
-        env = self._bind_network_arguments(definition, arguments)
+        env = bind_network_arguments(definition, arguments)
         ctx = _Ctx(scope=_Scope(""), env=env, taps={})
         out = self._body(definition.body, None, ctx)
         self.graph.arguments = dict(env)
@@ -160,70 +157,6 @@ class _Lowerer:
         self._check_used(definition)
         return self.graph
 
-    def _bind_network_arguments(
-        self, definition: s.NetworkDef, arguments: dict[str, Value]
-    ) -> dict[str, Value]:
-        known = {p.name.text for p in definition.params}
-        for key in arguments:
-            if key not in known:
-                raise ArchNameError(
-                    f"network `{definition.name.text}` has no parameter `{key}`",
-                    definition.name.span,
-                    help=did_you_mean(key, known)
-                    or f"its parameters: {', '.join(sorted(known)) or 'none'}",
-                )
-        env: dict[str, Value] = {}
-        for param in definition.params:
-            key = param.name.text
-            if key in arguments:
-                env[key] = arguments[key]
-                self._check_range(definition, param, env)
-            elif param.default is not None:
-                env[key] = evaluate(param.default, env)
-                self._check_range(definition, param, env, default=True)
-            else:
-                raise ArchValueError(
-                    f"network `{definition.name.text}` needs a value for `{key}`",
-                    param.span,
-                    help=f"give it a default (`{key} = ...`) or pass `--arg {key}=...`",
-                )
-        return env
-
-    def _check_range(
-        self,
-        definition: s.NetworkDef,
-        param: s.Param,
-        env: dict[str, Value],
-        *,
-        default: bool = False,
-    ) -> None:
-        if param.low is None or param.high is None:
-            return
-        value = env[param.name.text]
-        low, high = evaluate(param.low, env), evaluate(param.high, env)
-        for bound, expr in ((low, param.low), (high, param.high)):
-            if isinstance(bound, bool) or not isinstance(bound, int | float):
-                raise ArchValueError(f"a range is two numbers, got {describe(bound)}", expr.span)
-        assert isinstance(low, int | float) and isinstance(high, int | float)
-        if low > high:
-            raise ArchValueError(
-                f"the range {describe(low)}..{describe(high)} of `{param.name.text}` is empty",
-                param.span,
-            )
-        inside = (
-            isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and (low <= value <= high)
-        )
-        if not inside:
-            what = "its default is" if default else "got"
-            raise ArchValueError(
-                f"network `{definition.name.text}` takes `{param.name.text}` in "
-                f"{describe(low)}..{describe(high)}, {what} {describe(value)}",
-                param.span,
-            )
-
-    # statements -------------------------------------------------------------------------
     def _body(self, body: Sequence[s.Stmt], cur: str | None, ctx: _Ctx) -> str | None:
         self._reserve(body, ctx.scope)
         for stmt in body:
@@ -257,6 +190,19 @@ class _Lowerer:
         if not error.trace:
             error.trace = ctx.trace
         self.errors.append(error)
+
+    def _fail_all(self, error: BindError, ctx: _Ctx) -> _Skip:
+        for each in error.errors:
+            self._record(each, ctx)
+        return _Skip()
+
+    def _bind_block(
+        self, block: s.BlockDef | s.NetworkDef, call: s.Call | s.Use, ctx: _Ctx
+    ) -> dict[str, Value]:
+        try:
+            return bind_block_arguments(block, call, ctx.env)
+        except BindError as error:
+            raise self._fail_all(error, ctx) from None
 
     def _fail(self, error: ArchError, ctx: _Ctx) -> _Skip:
         self._record(error, ctx)
@@ -387,7 +333,11 @@ class _Lowerer:
     def _layer(
         self, op_class: type[ops.Op], call: s.Call, cur: str | None, ctx: _Ctx
     ) -> str | None:
-        op = self._bind_op(op_class, call, ctx)
+        names = ChainMap(ops.OPS, self.program.definitions)
+        try:
+            op = bind_op(op_class, call, ctx.env, names)
+        except BindError as error:
+            raise self._fail_all(error, ctx) from None
         if isinstance(op, ops.Input):
             if ctx.blocks:
                 raise self._fail(
@@ -419,97 +369,6 @@ class _Lowerer:
         out = self._add(local, self._node(op, inputs, call.span, ctx), ctx)
         return self._name_point(call.alias, out, ctx)
 
-    def _bind_op(self, op_class: type[ops.Op], call: s.Call, ctx: _Ctx) -> ops.Op:
-        fields = _fields_of(op_class)
-        given: dict[str, tuple[Value, s.Syntax]] = {}
-        positional = list(op_class.positional)
-        errors: list[ArchError] = []
-        spelling = op_class.name
-
-        def put(key: str, value: Value, where: s.Syntax) -> None:
-            if key in given:
-                errors.append(ArchValueError(f"`{spelling}` got `{key}` twice", where.span))
-            given[key] = (value, where)
-
-        args = list(call.args)
-        index = 0
-        while index < len(args):
-            arg = args[index]
-            index += 1
-            if isinstance(arg, s.Name) and arg.id in op_class.keywords:
-                if index >= len(args):
-                    errors.append(
-                        ArchValueError(
-                            f"`{arg.id}` needs a value after it",
-                            arg.span,
-                            help=f"write `{arg.id} 2`, or `{arg.id} = 2`",
-                        )
-                    )
-                    break
-                put(arg.id, evaluate(args[index], ctx.env), args[index])
-                index += 1
-                continue
-            value = evaluate(arg, ctx.env)
-            if isinstance(value, str) and value in op_class.flags:
-                key, flag_value = op_class.flags[value]
-                put(key, flag_value, arg)
-                continue
-            if not positional:
-                taken = ", ".join(f"`{p}`" for p in op_class.positional) or "none"
-                help_ = None
-                if isinstance(value, Word):
-                    help_ = did_you_mean(value, [*fields, *op_class.flags, *ctx.env])
-                if isinstance(value, Word) and (
-                    value in ops.OPS or value in self.program.definitions
-                ):
-                    help_ = f"one statement per line, or chain them: `... -> {value} ...`"
-                errors.append(
-                    ArchValueError(
-                        f"`{spelling}` takes no more positional arguments "
-                        f"(it takes {taken}); got {describe(value)}",
-                        arg.span,
-                        help=help_ or _usage(op_class),
-                    )
-                )
-                break
-            put(positional.pop(0), value, arg)
-        for kwarg in call.kwargs:
-            key = kwarg.name.text
-            if key not in fields:
-                errors.append(unknown_name(key, kwarg.name.span, fields, f"`{spelling}` argument"))
-                continue
-            put(key, evaluate(kwarg.value, ctx.env), kwarg.value)
-        attrs: dict[str, object] = {}
-        for key, (value, where) in given.items():
-            try:
-                attrs[key] = coerce(fields[key].metadata["kind"], value, f"`{spelling}` {key}")
-            except ValueError as error:
-                help_ = None
-                if isinstance(value, Word):
-                    help_ = did_you_mean(value, ctx.env)
-                errors.append(ArchValueError(str(error), where.span, help=help_))
-        missing = [
-            key
-            for key, f in fields.items()
-            if f.default is dataclasses.MISSING and key not in given
-        ]
-        if missing and not errors:
-            errors.append(
-                ArchValueError(
-                    f"`{spelling}` needs {', '.join(f'`{m}`' for m in missing)}",
-                    call.span,
-                    help=_usage(op_class),
-                )
-            )
-        if errors:
-            for error in errors:
-                self._record(error, ctx)
-            raise _Skip()
-        try:
-            return op_class(**attrs)
-        except ops.AttributeRuleError as error:
-            raise self._fail(ArchValueError(str(error), call.span), ctx) from None
-
     def _block(
         self,
         block: s.BlockDef,
@@ -536,7 +395,7 @@ class _Lowerer:
                 ),
                 ctx,
             )
-        env = self._bind_block_arguments(block, call, ctx)
+        env = self._bind_block(block, call, ctx)
         if scope is None:
             local = call.alias.text if call.alias is not None else ctx.scope.next_number()
             scope = ctx.scope.child(local)
@@ -551,56 +410,6 @@ class _Lowerer:
         if out is not None:
             self.scope_outputs[scope.prefix] = out
         return self._name_point(call.alias, out, ctx)
-
-    def _bind_block_arguments(
-        self, block: s.BlockDef | s.NetworkDef, call: s.Call | s.Use, ctx: _Ctx
-    ) -> dict[str, Value]:
-        params = [p.name.text for p in block.params]
-        kind = "block" if isinstance(block, s.BlockDef) else "network"
-        name = block.name.text
-        bound: dict[str, Value] = {}
-        errors: list[ArchError] = []
-        for index, arg in enumerate(call.args):
-            if index >= len(params):
-                errors.append(
-                    ArchValueError(
-                        f"{kind} `{name}` takes {len(params)} arguments, got {len(call.args)}",
-                        arg.span,
-                        help=f"its parameters: {', '.join(params) or 'none'}",
-                    )
-                )
-                break
-            bound[params[index]] = evaluate(arg, ctx.env)
-        for kwarg in call.kwargs:
-            key = kwarg.name.text
-            if key not in params:
-                errors.append(
-                    unknown_name(key, kwarg.name.span, params, f"argument of {kind} `{name}`:")
-                )
-                continue
-            if key in bound:
-                errors.append(ArchValueError(f"`{key}` is given twice", kwarg.span))
-            bound[key] = evaluate(kwarg.value, ctx.env)
-        env: dict[str, Value] = {}
-        for param in block.params:
-            key = param.name.text
-            if key in bound:
-                env[key] = bound[key]
-            elif param.default is not None:
-                env[key] = evaluate(param.default, env)
-            elif not errors:
-                errors.append(
-                    ArchValueError(
-                        f"{kind} `{name}` needs `{key}`",
-                        call.span,
-                        notes=[f"`{name}` is defined at {block.name.span}"],
-                    )
-                )
-        if errors:
-            for error in errors:
-                self._record(error, ctx)
-            raise _Skip()
-        return env
 
     def _residual(self, step: s.Residual, cur: str | None, ctx: _Ctx) -> str | None:
         mode = "auto"
@@ -628,6 +437,9 @@ class _Lowerer:
         return self._name_point(step.alias, out, ctx)
 
     def _merge(self, step: s.Merge, cur: str | None, ctx: _Ctx) -> str | None:
+        op_class = ops.OPS.get(step.kind)
+        if op_class is None or not issubclass(op_class, ops.Merge):
+            raise self._fail(self._not_a_merge(step, op_class), ctx)
         if cur is None:
             raise self._fail(ArchNameError(f"`{step.kind}` has no input", step.span), ctx)
         if len(step.branches) < 2:
@@ -653,9 +465,24 @@ class _Lowerer:
             if out is None:
                 raise _Skip()
             outs.append(out)
-        op: ops.Op = ops.Concat() if step.kind == "concat" else ops.Add()
+        op = op_class()
         out = self._add(local, self._node(op, tuple(outs), step.span, ctx), ctx)
         return self._name_point(step.alias, out, ctx)
+
+    def _not_a_merge(self, step: s.Merge, op_class: type[ops.Op] | None) -> ArchError:
+        """`relu { branch ... }`: only a merge (an op that joins branches) takes branches."""
+        merges = [n for n, c in ops.OPS.items() if issubclass(c, ops.Merge)]
+        definition = self.program.definitions.get(step.kind)
+        what = "an unknown name"
+        if op_class is not None:
+            what = "a layer"
+        elif definition is not None:
+            what = "a block" if isinstance(definition, s.BlockDef) else "a network"
+        return ArchNameError(
+            f"`{step.kind}` is {what}, not a merge: only a merge takes branches",
+            step.span,
+            help=did_you_mean(step.kind, merges) or f"the merges are {', '.join(merges)}",
+        )
 
     def _repeat(self, step: s.Repeat, cur: str | None, ctx: _Ctx) -> str | None:
         count = evaluate(step.count, ctx.env)
@@ -671,7 +498,7 @@ class _Lowerer:
             raise self._fail(ArchValueError(f"`repeat {count}` is too many", step.span), ctx)
         parent = ctx.scope.child(step.alias.text) if step.alias is not None else ctx.scope
         sole_block = self._sole_block(step.body)
-        at_least = count * _min_nodes(step.body, ctx.env, self.program)
+        at_least = count * min_nodes(step.body, ctx.env, self.program)
         if len(self.graph) + at_least > MAX_NODES:
             self._check_expansion(step, count, at_least // max(count, 1), ctx)
         before = len(self.graph)
@@ -733,7 +560,7 @@ class _Lowerer:
                 ),
                 ctx,
             )
-        env = self._bind_block_arguments(base, use, ctx)
+        env = self._bind_block(base, use, ctx)
         taps: dict[str, str] = {}
         out = self._body(base.body, None, ctx.but(env=env, taps=taps, trace=(use.span, *ctx.trace)))
         if out is None:
@@ -784,63 +611,3 @@ class _Lowerer:
                     )
                 )
         raise_all(errors)
-
-
-def _min_nodes(
-    body: Sequence[s.Stmt], env: Mapping[str, Value] | None, program: Program, depth: int = 0
-) -> int:
-    """A lower bound on the nodes `body` makes, computed without building anything.
-
-    Counts layers, and multiplies by `repeat` counts that are literals or known in `env`
-    (inside a called block the arguments are unknown, so only literals count). Being a
-    lower bound, a refusal based on it is never wrong.
-    """
-    if depth > MAX_BLOCK_DEPTH:
-        return 0
-    total = 0
-    for stmt in body:
-        if isinstance(stmt, s.Aux):
-            total += _min_nodes(stmt.body, env, program, depth + 1)
-        if not isinstance(stmt, s.Chain):
-            continue
-        for step in stmt.steps:
-            total += _min_step_nodes(step, env, program, depth)
-            if total > MAX_NODES:
-                return total
-    return total
-
-
-def _min_step_nodes(
-    step: s.Step, env: Mapping[str, Value] | None, program: Program, depth: int
-) -> int:
-    if isinstance(step, s.Call):
-        block = program.definitions.get(step.op.text)
-        if isinstance(block, s.BlockDef):
-            return _min_nodes(block.body, None, program, depth + 1)
-        return 1
-    if isinstance(step, s.Repeat):
-        try:
-            count = (
-                evaluate(step.count, env) if env is not None or isinstance(step.count, s.Int) else 0
-            )
-        except ArchError:
-            count = 0
-        if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
-            return 0
-        return count * _min_nodes(step.body, env, program, depth + 1)
-    if isinstance(step, s.Merge):
-        return 1 + sum(_min_nodes(b.body, env, program, depth + 1) for b in step.branches)
-    extra = 1 if isinstance(step, s.Residual) else 0
-    return extra + _min_nodes(step.body, env, program, depth + 1)
-
-
-@functools.cache
-def _fields_of(op_class: type[ops.Op]) -> dict[str, dataclasses.Field[Any]]:
-    return {f.name: f for f in dataclasses.fields(op_class)}
-
-
-def _usage(op_class: type[ops.Op]) -> str:
-    parts = [op_class.name, *(f"<{p}>" for p in op_class.positional)]
-    extras = [f"{k} <value>" for k in op_class.keywords]
-    extras += [f for f in op_class.flags]
-    return "usage: `" + " ".join(parts) + (" [" + "] [".join(extras) + "]" if extras else "") + "`"

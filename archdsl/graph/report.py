@@ -155,8 +155,7 @@ def find_savings(graph: Graph) -> list[Saving]:
         conv_name, conv = follower
         conv_op = conv.op
         assert isinstance(conv_op, Conv) and conv.shape is not None
-        k = conv_op.kernel[0] * conv_op.kernel[1]
-        direct = math.prod(conv.shape) * k * (source[-1] // conv_op.groups)
+        direct = conv_op.macs(conv.shape, source)  # the kxk conv on the 1x1's input
         bottleneck = op.macs(node.shape, source) + conv_op.macs(conv.shape, node.shape)
         savings.append(Saving(name, conv_name, direct, bottleneck))
     return savings
@@ -176,11 +175,6 @@ def _next_conv(graph: Graph, name: str) -> tuple[str, object] | None:
         if node.shape != graph.node(name).shape:
             return None
     return None
-
-
-def format_count(n: int) -> str:
-    """`25,557,032`."""
-    return f"{n:,}"
 
 
 def format_macs(n: int) -> str:

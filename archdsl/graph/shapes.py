@@ -5,16 +5,15 @@ from __future__ import annotations
 import math
 from typing import TypeAlias
 
+from archdsl.lang.numbers import format_shape
+
+__all__ = ["Padding", "Shape", "format_shape", "num_elements", "resolve_padding", "window_out"]
+
 Shape: TypeAlias = tuple[int, ...]
 """A per-example shape, `(H, W, C)` or `(D,)`: the batch axis is never part of it."""
 
 Padding: TypeAlias = str | tuple[tuple[int, int], tuple[int, int]]
 """`"same"`, `"valid"`, or explicit `((top, bottom), (left, right))`."""
-
-
-def format_shape(shape: Shape) -> str:
-    """Write a shape as the lecture slides do: `28x28x192`."""
-    return "x".join(str(d) for d in shape)
 
 
 def num_elements(shape: Shape) -> int:

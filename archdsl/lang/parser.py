@@ -18,9 +18,9 @@ from lark.exceptions import (
 
 from archdsl.errors import ArchSyntaxError, ArchValueError
 from archdsl.lang import syntax as s
-from archdsl.lang.grammar import grammar_path, terminal_labels
+from archdsl.lang.grammar import grammar_path, lark_parser, terminal_labels
+from archdsl.lang.numbers import MAX_DIM
 from archdsl.lang.source import Source, Span
-from archdsl.lang.values import MAX_DIM
 
 MAX_SOURCE_BYTES = 8 * 1024 * 1024
 """Specs are small; a bigger file is refused before parsing."""
@@ -101,6 +101,9 @@ def _expected(names: set[str]) -> str:
 
 def _translate(error: UnexpectedInput, source: Source) -> ArchSyntaxError:
     if isinstance(error, UnexpectedToken):
+        misspelt = _misspelt_construct(error, source)
+        if misspelt is not None:
+            return misspelt
         token = error.token
         expected = _expected(set(error.accepts or error.expected))
         if token.type == "$END":
@@ -136,8 +139,6 @@ def _translate(error: UnexpectedInput, source: Source) -> ArchSyntaxError:
 
 _CONSTRUCTS = (
     "residual",
-    "concat",
-    "add",
     "repeat",
     "branch",
     "aux",
@@ -163,6 +164,40 @@ def _hint(token: Token, expected: set[str], source: Source) -> str | None:
     if token.type == "RBRACE" and "LBRACE" not in expected:
         return "a `}` closes a `{` that is not open here"
     return None
+
+
+def _misspelt_construct(error: UnexpectedToken, source: Source) -> ArchSyntaxError | None:
+    """`residul { relu }`: a misspelt construct reads as a merge named `residul` that lacks
+    its first `branch`. Report the `{` after the name, with the construct it resembles,
+    as if the name were a layer; a real merge missing its `branch` keeps the plain error.
+    """
+    if "BRANCH" not in set(error.accepts or error.expected):
+        return None
+    interactive = lark_parser().parse_interactive(source.text)
+    seen: list[Token] = []
+    accepts: set[str] = set()
+    try:
+        for token in interactive.iter_parse():
+            if token.start_pos == error.token.start_pos:
+                break
+            if token.type == "LBRACE" and seen and seen[-1].type == "NAME":
+                accepts = set(interactive.accepts())
+            if token.type != "_NL":
+                seen.append(token)
+    except UnexpectedInput:  # the contextual lexer refuses the offending token itself
+        pass
+    if len(seen) < 2 or seen[-1].type != "LBRACE" or seen[-2].type != "NAME":
+        return None
+    word, brace = str(seen[-2]), seen[-1]
+    close = difflib.get_close_matches(word, _CONSTRUCTS, n=1, cutoff=0.6)
+    if not close or close[0] == word:
+        return None
+    expected = _expected(accepts - {"LBRACE"})
+    return ArchSyntaxError(
+        "unexpected `{`" + (f"; expected {expected}" if expected else ""),
+        Span.from_token(source, brace),
+        help=f"did you mean `{close[0]}`?",
+    )
 
 
 def _unclosed_brace(source: Source) -> Span | None:
@@ -386,15 +421,9 @@ class _InlineSyntax(Transformer):
         alias = self._ident(names[0]) if names else None
         return s.Branch(body=tuple(children[-1]), alias=alias, span=self._span(children))
 
-    def _merge(self, kind: str, children: list[Any]) -> s.Merge:
+    def merge(self, children: list[Any]) -> s.Merge:
         branches = tuple(c for c in children[-1] if isinstance(c, s.Branch))
-        return s.Merge(kind=kind, branches=branches, span=self._span(children))
-
-    def concat(self, children: list[Any]) -> s.Merge:
-        return self._merge("concat", children)
-
-    def add(self, children: list[Any]) -> s.Merge:
-        return self._merge("add", children)
+        return s.Merge(kind=str(children[0]), branches=branches, span=self._span(children))
 
     def repeat(self, children: list[Any]) -> s.Repeat:
         alias = children[-2] if isinstance(children[-2], Token) else None

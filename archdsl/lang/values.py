@@ -1,4 +1,6 @@
-"""Evaluate spec expressions (integer arithmetic, sizes, words) and coerce them to attribute kinds."""
+"""Evaluate spec expressions: integer arithmetic, sizes, words; describe values in messages.
+
+Turning a value into an op attribute is `kinds.coerce`."""
 
 from __future__ import annotations
 
@@ -7,11 +9,8 @@ from collections.abc import Iterable, Mapping
 from typing import TypeAlias
 
 from archdsl.errors import ArchNameError, ArchValueError
-from archdsl.graph.shapes import format_shape
 from archdsl.lang import syntax as s
-
-MAX_DIM = 2**31 - 1
-"""No tensor axis, filter count or repeat count may exceed this: nothing holds it."""
+from archdsl.lang.numbers import MAX_DIM, format_shape
 
 
 class Word(str):
@@ -137,49 +136,6 @@ def _binop(expr: s.BinOp, left: Value, right: Value, env: Mapping[str, Value]) -
             f"{result} is too large: sizes and counts are limited to {MAX_DIM:,}", expr.span
         )
     return result
-
-
-def coerce(kind: str, value: Value, what: str) -> object:
-    """Convert a value to an attribute kind (see `ops.attr`); raise `ValueError` with a message."""
-    if kind == "int":
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ValueError(f"{what} must be an integer, got {describe(value)}")
-    if kind == "pair":
-        if isinstance(value, int) and not isinstance(value, bool):
-            return (value, value)
-        if isinstance(value, tuple) and len(value) == 2:
-            return value
-        raise ValueError(f"{what} must be an integer or a size like `3x3`, got {describe(value)}")
-    if kind == "shape":
-        if isinstance(value, int) and not isinstance(value, bool):
-            return (value,)
-        if isinstance(value, tuple):
-            return value
-        raise ValueError(f"{what} must be a shape like `28x28x3`, got {describe(value)}")
-    if kind == "padding":
-        if value in ("same", "valid"):
-            return str(value)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return ((value, value), (value, value))
-        if isinstance(value, tuple) and len(value) == 2:
-            return ((value[0], value[0]), (value[1], value[1]))
-        raise ValueError(f"{what} must be `same`, `valid` or an integer, got {describe(value)}")
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        raise ValueError(f"{what} must be `true` or `false`, got {describe(value)}")
-    if kind == "float":
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        raise ValueError(f"{what} must be a number, got {describe(value)}")
-    if kind.startswith("enum:"):
-        choices = kind[5:].split("|")
-        if isinstance(value, str) and value in choices:
-            return str(value)
-        listed = ", ".join(f"`{c}`" for c in choices)
-        raise ValueError(f"{what} must be one of {listed}, got {describe(value)}")
-    raise AssertionError(kind)
 
 
 def unknown_name(word: str, span: s.Span, candidates: Iterable[str], what: str) -> ArchNameError:

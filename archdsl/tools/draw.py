@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Final
 
 from archdsl.errors import ArchError
+from archdsl.graph import ops
 from archdsl.graph.ir import Graph
-from archdsl.graph.report import format_count
-from archdsl.graph.shapes import format_shape
+from archdsl.lang.numbers import format_count, format_shape
 
 
 class ArchDrawError(ArchError):
@@ -45,26 +45,36 @@ MISSING_DOT: Final = (
     "elsewhere"
 )
 
-# A pale palette by op kind, so that black text stays readable.
-_FILL: Final = {
-    "input": "#e0e0e0",
-    "conv": "#cfe2f3",
-    "project": "#fce5cd",
-    "zeropad": "#fce5cd",
-    "maxpool": "#d9ead3",
-    "avgpool": "#d9ead3",
-    "globalavgpool": "#d9ead3",
-    "globalmaxpool": "#d9ead3",
-    "flatten": "#f3f3f3",
-    "dense": "#fff2cc",
-    "batchnorm": "#eeeeee",
-    "lrn": "#eeeeee",
-    "dropout": "#eeeeee",
-    "residual": "#f4cccc",
-    "add": "#f4cccc",
-    "concat": "#f4cccc",
+# A pale palette by op family, so that black text stays readable. Keyed by op class; a
+# class without an entry takes its nearest base's (every activation, every merge).
+FILLS: Final[dict[type[ops.Op], str]] = {
+    ops.Input: "#e0e0e0",
+    ops.Conv: "#cfe2f3",
+    ops.Project: "#fce5cd",
+    ops.ZeroPad: "#fce5cd",
+    ops.MaxPool: "#d9ead3",
+    ops.AvgPool: "#d9ead3",
+    ops.GlobalAvgPool: "#d9ead3",
+    ops.GlobalMaxPool: "#d9ead3",
+    ops.Flatten: "#f3f3f3",
+    ops.Dense: "#fff2cc",
+    ops.BatchNorm: "#eeeeee",
+    ops.LRN: "#eeeeee",
+    ops.Dropout: "#eeeeee",
+    ops.Residual: "#f4cccc",
+    ops.Merge: "#f4cccc",
+    ops.Activation: "#ffffff",
 }
-_ACTIVATION_FILL: Final = "#ffffff"
+
+
+def fill_of(op_class: type[ops.Op]) -> str:
+    """The box colour of an op class: its own entry in `FILLS`, else its nearest base's."""
+    for cls in op_class.__mro__:
+        if cls in FILLS:
+            return FILLS[cls]
+    raise KeyError(f"no drawing style for `{op_class.name}`: add it to `draw.FILLS`")
+
+
 _FROZEN_FILL: Final = "#c9d6df"
 _AUX_COLOUR: Final = "#8e44ad"
 _AUX_FILL: Final = "#ead1dc"
@@ -229,7 +239,7 @@ def _branch_order(graph: Graph) -> list[str]:
     lines = []
     order = {name: i for i, name in enumerate(graph.order())}
     for name, node in graph.items():
-        if node.op.name not in ("concat", "add") or len(node.inputs) < 2:
+        if not isinstance(node.op, ops.Merge) or len(node.inputs) < 2:
             continue
         heads = []
         for source in node.inputs:
@@ -258,7 +268,7 @@ def _node_attrs(graph: Graph, name: str, scope: str = "") -> str:
     rows = [f"<b>{_h(short)}</b>"]
     if what != op or not re.fullmatch(rf"{re.escape(op)}(_\d+)?", name.rpartition(".")[2]):
         rows.append(_h(what))  # an automatic name like `relu_1` already says the op
-    fill = _FILL.get(op, _ACTIVATION_FILL)
+    fill = fill_of(type(node.op))
     attrs: dict[str, str] = {}
     style = ["rounded", "filled"]
     if node.synthetic:
@@ -280,9 +290,9 @@ def _node_attrs(graph: Graph, name: str, scope: str = "") -> str:
         + (f" · {', '.join(tags)}" if tags else "")
         + "</font>"
     )
-    if op == "input":
+    if isinstance(node.op, ops.Input):
         style.remove("rounded")
-    if op in ("concat", "add"):
+    if isinstance(node.op, ops.Merge):
         attrs["ordering"] = "in"  # branches left to right, in the spec's order
     if (
         not node.synthetic
@@ -487,7 +497,7 @@ def _legend(graph: Graph) -> list[str]:
         entries.append(
             (
                 "inserted projection",
-                _FILL["project"],
+                FILLS[ops.Project],
                 f'style="rounded,filled,dashed", color="{_INSERTED_COLOUR}", penwidth=2',
             )
         )

@@ -22,7 +22,7 @@ from archdsl.graph.lower import select_network
 from archdsl.lang import syntax as s
 from archdsl.lang.loader import Program, load_file
 from archdsl.lang.values import Value, describe, evaluate
-from archdsl.testing import _params_strategy, backend_available, check_backend
+from archdsl.testing import backend_available, check_backend, params_strategy
 from archdsl.tools.fmt import format_expr
 
 MINIMISE_TRIES = 64
@@ -120,7 +120,7 @@ def fuzz_network(
         for p in definition.params
         if p.low is not None and p.high is not None
     }
-    strategy = _params_strategy(definition)
+    strategy = params_strategy(definition)
     tried: set[tuple[tuple[str, Value], ...]] = set()
     found: list[Failure] = []
 
@@ -170,7 +170,7 @@ def _compile(
     if not backend:
         return None
     try:
-        check_backend(path, graph, network=network, arguments=arguments)
+        check_backend(path, graph)
     except AssertionError as error:
         return Failure(dict(arguments), "backend", str(error))
     except Exception:

@@ -19,7 +19,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from archdsl.graph.report import format_count
+from archdsl.lang.numbers import format_count
 
 
 @dataclass(frozen=True)
