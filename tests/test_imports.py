@@ -25,6 +25,8 @@ FORBIDDEN: dict[str, set[str]] = {
     "train": {"tools", "testing", "cli"},
     "tools": {"train", "cli"},
     "testing": {"cli"},
+    # files on disk (the atomic writer, input limits): used by every part, uses none
+    "io": {"lang", "graph", "backend", "train", "tools", "testing", "cli", *TOP},
 }
 
 

@@ -18,6 +18,7 @@ from rich.console import Console
 from archdsl.backend.model import compile_graph
 from archdsl.cli import main
 from archdsl.frontend import build_graph, build_graph_text
+from archdsl.io import ArchIOError
 from archdsl.train.checkpoint import (
     CHECKPOINT_NAME,
     ArchCheckpointError,
@@ -327,7 +328,9 @@ def test_interrupted_write_keeps_the_previous_checkpoint(tmp_path: Path, monkeyp
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", fail)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(
+        ArchIOError, match=r"checkpoint\.safetensors`: No space left on device \(ENOSPC\)"
+    ):
         save_checkpoint(path, _checkpoint(2.0))
     monkeypatch.undo()
     assert path.read_bytes() == before
@@ -340,16 +343,16 @@ def test_interrupted_write_keeps_the_previous_checkpoint(tmp_path: Path, monkeyp
     reason="signal handlers need the main thread",
 )
 def test_ctrl_c_during_a_write_waits_for_the_whole_file(tmp_path: Path, monkeypatch) -> None:
-    import archdsl.backend.weights
+    import archdsl.io.atomic
 
     path = tmp_path / CHECKPOINT_NAME
-    real = archdsl.backend.weights.os.replace
+    real = archdsl.io.atomic.os.replace
 
     def replace_after_ctrl_c(src, dst):
         signal.raise_signal(signal.SIGINT)  # pressed while the file is being written
         real(src, dst)
 
-    monkeypatch.setattr(archdsl.backend.weights.os, "replace", replace_after_ctrl_c)
+    monkeypatch.setattr(archdsl.io.atomic.os, "replace", replace_after_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, _checkpoint(4.0))
     monkeypatch.undo()

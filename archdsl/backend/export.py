@@ -9,7 +9,6 @@ with a symbolic batch dimension `b`. Weights travel separately, in safetensors.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,10 @@ import numpy as np
 from jax import export
 
 from archdsl.backend.model import CompiledModel
-from archdsl.backend.weights import check_weights, load_weights, write_atomic
+from archdsl.backend.weights import check_weights, load_weights
 from archdsl.errors import ArchError
 from archdsl.graph.shapes import format_shape
+from archdsl.io import ArchIOError, atomic_open, check_input_file, check_output, os_error
 
 DEFAULT_PLATFORMS: tuple[str, ...] = ("cpu", "cuda")
 """Lowered for both, so a file made on a laptop runs on a GPU machine and back."""
@@ -41,6 +41,7 @@ def export_model(
 
     Nothing is allocated: parameters are traced as shapes (`jax.eval_shape`).
     """
+    check_output(path, "exported model")
     params, state = jax.eval_shape(model.init, jax.random.key(0))
     (batch,) = export.symbolic_shape("b")
     x = jax.ShapeDtypeStruct((batch, *model.input_shape), np.float32)
@@ -49,7 +50,8 @@ def export_model(
         return model.apply(params, state, x)[0]
 
     exported = export.export(jax.jit(infer), platforms=tuple(platforms))(params, state, x)
-    write_atomic(path, bytes(exported.serialize()))
+    with atomic_open(path, what="exported model") as f:
+        f.write(exported.serialize())
     return exported
 
 
@@ -61,9 +63,12 @@ def load_exported(path: str | Path) -> export.Exported:
     """
     path = Path(path)
     try:
+        check_input_file(path, "model")
         data = path.read_bytes()
+    except ArchIOError as error:
+        raise ArchExportError(error.message, help=error.help) from None
     except OSError as error:
-        raise ArchExportError(f"cannot read model `{path}`: {error.strerror}") from None
+        raise ArchExportError(str(os_error(path, error, "read")).removeprefix("error: ")) from None
     try:
         return export.deserialize(bytearray(data))
     except Exception as error:  # flatbuffers raises assorted errors on foreign bytes
@@ -74,12 +79,16 @@ def load_exported(path: str | Path) -> export.Exported:
 
 
 def _load_input(path: str | Path) -> np.ndarray:
+    from archdsl.io.arrays import load_npy
+
     try:
-        x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise ArchExportError(f"cannot read input `{path}` as a .npy array: {error}") from None
-    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.number):
-        raise ArchExportError(f"input `{path}` holds {x.dtype} values, expected numbers")
+        x = load_npy(path, "input")
+    except ArchIOError as error:
+        raise ArchExportError(error.message, notes=error.notes, help=error.help) from None
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise ArchExportError(f"input `{path}` holds {x.dtype} values, expected real numbers")
+    if x.ndim >= 1 and x.shape[0] == 0:
+        raise ArchExportError(f"input `{path}` is an empty batch (shape {x.shape})")
     return x.astype(np.float32)
 
 
@@ -95,8 +104,21 @@ def run_exported(
         ArchExportError: unreadable files, or an input of the wrong shape.
         ArchWeightsError: weights that do not fit the exported model.
     """
+    if output_path is not None:
+        check_output(output_path)
     exported = load_exported(path)
-    (want_params, want_state, want_x), _ = jax.tree.unflatten(exported.in_tree, exported.in_avals)
+    try:
+        (want_params, want_state, want_x), _ = jax.tree.unflatten(
+            exported.in_tree, exported.in_avals
+        )
+        if not (isinstance(want_params, dict) and isinstance(want_state, dict)):
+            raise TypeError("parameters are not dicts")
+    except (ValueError, TypeError):
+        raise ArchExportError(
+            f"`{path}` was not exported by archdsl: its function does not take "
+            "`(params, state, x)`",
+            help="make one with `archdsl compile spec.arch -o model.jaxexport`",
+        ) from None
     params, state = load_weights(weights_path)
     check_weights(params, state, want_params, want_state)
     x = _load_input(input_path)
@@ -108,26 +130,23 @@ def run_exported(
             help=f"each example is {format_shape(example)}, batch axis first"
             + ("; add one with `x[None]`" if x.shape == example else ""),
         )
-    # A foreign file may hold float64 or float16: give the function what it was traced with.
-    params, state = jax.tree.map(
-        lambda a, want: np.asarray(a, want.dtype), (params, state), (want_params, want_state)
-    )
     try:
         out = np.asarray(exported.call(params, state, x))
+    except jax.errors.JaxRuntimeError as error:
+        raise ArchExportError(
+            f"`{path}` is damaged: XLA could not load its function "
+            f"({str(error).splitlines()[0][:200]})",
+            help="export it again with `archdsl compile spec.arch -o model.jaxexport`",
+        ) from None
     except ValueError as error:
         if "platform" not in str(error):
-            raise
+            raise ArchExportError(f"running `{path}` failed: {str(error)[:300]}") from None
         raise ArchExportError(
             f"`{path}` was exported for {', '.join(exported.platforms)}, "
             f"not for this machine's `{jax.default_backend()}`",
             help="export it again here with `archdsl compile spec.arch -o model.jaxexport`",
         ) from None
     if output_path is not None:
-        write_atomic(output_path, _npy_bytes(out))
+        with atomic_open(output_path) as f:
+            np.save(f, out, allow_pickle=False)
     return out
-
-
-def _npy_bytes(x: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, x, allow_pickle=False)
-    return buffer.getvalue()

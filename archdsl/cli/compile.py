@@ -22,6 +22,7 @@ from archdsl.graph.cost import (
 )
 from archdsl.graph.ir import Graph, format_graph
 from archdsl.graph.report import Report, build_report, format_macs
+from archdsl.io import check_output
 from archdsl.lang.numbers import format_count
 
 
@@ -88,6 +89,8 @@ def _positive(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Build, report, and optionally export."""
+    if args.output:
+        check_output(args.output, "exported model")  # before any work
     graph = build_graph(
         args.spec,
         network=args.network,

@@ -7,6 +7,7 @@ import difflib
 import sys
 
 from archdsl.errors import ArchError
+from archdsl.io import write_text
 from archdsl.lang.loader import read_source
 from archdsl.tools.fmt import format_text
 
@@ -63,7 +64,12 @@ def run(args: argparse.Namespace) -> int:
                 )
             )
         else:
-            Path(name).write_text(formatted, encoding="utf-8")
+            try:
+                write_text(name, formatted, "spec")
+            except ArchError as error:
+                failed += 1
+                print(str(error), file=sys.stderr)
+                continue
             print(f"formatted {name}")
     if failed:
         print(f"{failed} of {len(args.files)} files have errors", file=sys.stderr)

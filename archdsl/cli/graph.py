@@ -7,6 +7,7 @@ import sys
 
 from archdsl.cli._common import add_network_options, network_arguments
 from archdsl.frontend import build_graph
+from archdsl.io import check_output
 from archdsl.tools.draw import FORMATS, ArchDrawError, output_format, render, to_dot
 
 
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         raise ArchDrawError(f"`--depth` must be at least 1, got {args.depth}")
     if args.output:
         output_format(args.output)  # a bad extension fails before the spec is built
+        check_output(args.output, "drawing")
     graph = build_graph(
         args.spec,
         network=args.network,

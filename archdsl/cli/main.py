@@ -66,6 +66,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             ArchError("the spec nests too deeply to compile"), as_json=getattr(args, "json", False)
         )
         return 1
+    except MemoryError:
+        print("error: out of memory", file=sys.stderr)
+        return 1
+    except OSError as error:
+        # A last line of defence: file errors are meant to be ArchIOErrors already.
+        from archdsl.io import os_error
+
+        print(str(os_error(error.filename or "?", error, "use")), file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 
 from archdsl.backend.export import run_exported
+from archdsl.io import check_output
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the model; print the outputs unless `-o` names a file. Raises `ArchError`."""
+    if args.output is not None:
+        check_output(args.output)  # before any work
     out = run_exported(args.model, args.weights, args.input, args.output)
     if args.output is None:
         with np.printoptions(precision=6, suppress=True, threshold=sys.maxsize):

@@ -15,6 +15,7 @@ from archdsl.frontend import build_graph
 from archdsl.graph.ir import Graph
 from archdsl.graph.report import build_report
 from archdsl.graph.shapes import format_shape
+from archdsl.io import check_output_dir
 from archdsl.lang.numbers import format_count
 from archdsl.train.cache import loads_any
 from archdsl.train.checkpoint import CHECKPOINT_NAME, Checkpoint, load_any_weights, load_checkpoint
@@ -142,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
         if args.no_checkpoints
         else Path(args.checkpoint_dir or Path("checkpoints") / graph.name)
     )
+    if folder is not None:
+        check_output_dir(folder, "checkpoint folder")  # before data, compile or training
     resume = None
     if args.resume is not None:
         if args.resume == _AUTO:

@@ -581,17 +581,37 @@ def render(
     Raises:
         ArchDrawError: `dot` is not installed or fails, or the format is unknown.
     """
+    from archdsl.io import atomic_path, check_output, write_text
+
     path = Path(path)
     fmt = output_format(path)
+    check_output(path, "drawing")
     if fmt in ("dot", "gv"):
-        path.write_text(dot_text, encoding="utf-8")
+        write_text(path, dot_text, "drawing")
         return path
     executable = shutil.which(dot)
     if executable is None:
         raise ArchDrawError(f"Graphviz's `{dot}` program was not found on PATH", help=MISSING_DOT)
+    with atomic_path(path, what="drawing") as temp:
+        _run_dot(executable, fmt, dot_text, temp, path, dot=dot, timeout=timeout, extra=extra)
+    return path
+
+
+def _run_dot(
+    executable: str,
+    fmt: str,
+    dot_text: str,
+    temp: Path,
+    path: Path,
+    *,
+    dot: str,
+    timeout: float,
+    extra: Sequence[str],
+) -> None:
+    """Run Graphviz, writing to `temp` (renamed over `path` by the caller)."""
     try:
         done = subprocess.run(
-            [executable, f"-T{fmt}", *extra, "-o", str(path)],
+            [executable, f"-T{fmt}", *extra, "-o", str(temp)],
             input=dot_text.encode("utf-8"),
             capture_output=True,
             timeout=timeout,
@@ -611,4 +631,3 @@ def render(
         raise ArchDrawError(
             f"Graphviz's `{dot}` failed (exit {done.returncode}) on {path}: {message}"
         )
-    return path

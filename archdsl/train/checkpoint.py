@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import signal
 import threading
 from collections.abc import Iterator
@@ -26,11 +27,17 @@ from typing import Any, Final
 
 import jax
 import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load, save
+from safetensors.numpy import save
 
-from archdsl.backend.weights import ArchWeightsError, flatten, unflatten, write_atomic
+from archdsl.backend.weights import (
+    ArchWeightsError,
+    flatten,
+    read_safetensors,
+    state_names_of,
+    unflatten,
+)
 from archdsl.graph.shapes import format_shape
+from archdsl.io import make_output_dir, write_bytes
 
 FORMAT_KEY: Final = "archdsl.format"
 FORMAT: Final = "checkpoint-1"
@@ -126,9 +133,13 @@ class Checkpoint:
 
 
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
-    """Write `checkpoint` to `path` atomically; Ctrl-C waits until the file is whole."""
+    """Write `checkpoint` to `path` atomically; Ctrl-C waits until the file is whole.
+
+    Raises:
+        ArchIOError: the folder cannot be made or the file written (one line).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_output_dir(path.parent, "checkpoint folder")
     tensors: dict[str, np.ndarray] = {}
     for prefix, tree in (("params", checkpoint.params), ("state", checkpoint.state)):
         for name, x in flatten(tree).items():
@@ -139,15 +150,20 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
     metadata = {FORMAT_KEY: FORMAT, META_KEY: json.dumps(checkpoint.info())}
     data = save(tensors, metadata=metadata)
     with deferred_interrupt():
-        write_atomic(path, data)
+        write_bytes(path, data, "checkpoint")
     return path
 
 
+MAX_COUNT: Final = 2**53
+"""Steps, epochs and batches beyond this are not from a real run (nor exact in JSON)."""
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read a checkpoint written by `save_checkpoint`.
+    """Read a checkpoint written by `save_checkpoint`, checking every field.
 
     Raises:
-        ArchCheckpointError: missing, unreadable, or not a checkpoint.
+        ArchCheckpointError: missing, unreadable, not a checkpoint, or with a field
+            that is missing or out of range (a forged or damaged file).
     """
     path = Path(path)
     tensors, metadata = _read(path)
@@ -157,22 +173,73 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             help="`--resume` takes a checkpoint.safetensors written by `archdsl train`; "
             "start from plain weights with `--init`",
         )
-    info = json.loads(metadata[META_KEY])
-    count = len(info["optimizer_paths"])
+
+    def bad(what: str) -> ArchCheckpointError:
+        return ArchCheckpointError(
+            f"`{path}` is a damaged checkpoint: {what}",
+            help="resume from an intact checkpoint, or start again without `--resume`",
+        )
+
+    try:
+        info = json.loads(metadata[META_KEY])
+    except ValueError as error:
+        raise bad(f"its `{META_KEY}` metadata is not JSON ({str(error)[:80]})") from None
+    if not isinstance(info, dict):
+        raise bad(f"its `{META_KEY}` metadata is not a JSON object")
+    counts = {}
+    for key in ("step", "epoch", "position"):
+        value = info.get(key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise bad(f"`{key}` is {_show(value)}, expected a whole number")
+        if not 0 <= value <= MAX_COUNT:
+            raise bad(f"`{key}` is {value}, expected 0..{MAX_COUNT}")
+        counts[key] = value
+    paths = info.get("optimizer_paths")
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise bad(f"`optimizer_paths` is {_show(paths)}, expected a list of names")
+    missing = [f"optimizer/{i}" for i in range(len(paths)) if f"optimizer/{i}" not in tensors]
+    if "rng" not in tensors:
+        missing.append("rng")
+    if missing:
+        raise bad(f"tensor{'s' if len(missing) > 1 else ''} {', '.join(missing[:3])} missing")
+    for key, kind, default in (
+        ("network", str, ""),
+        ("config", dict, {}),
+        ("history", list, []),
+        ("partial", dict, {}),
+    ):
+        if not isinstance(info.get(key, default), kind):
+            raise bad(f"`{key}` is {_show(info.get(key))}, expected a {kind.__name__}")
+    partial = info.get("partial", {})
+    if not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+        for v in partial.values()
+    ):
+        raise bad("`partial` holds a value that is not a finite number >= 0")
+    if not all(
+        isinstance(h, dict)
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in h.values())
+        for h in info.get("history", [])
+    ):
+        raise bad("`history` holds an entry that is not an object of numbers")
     return Checkpoint(
         params=unflatten(_strip(tensors, "params/")),
         state=unflatten(_strip(tensors, "state/")),
-        optimizer=[tensors[f"optimizer/{i}"] for i in range(count)],
-        optimizer_paths=list(info["optimizer_paths"]),
+        optimizer=[tensors[f"optimizer/{i}"] for i in range(len(paths))],
+        optimizer_paths=list(paths),
         rng=tensors["rng"],
-        step=int(info["step"]),
-        epoch=int(info["epoch"]),
-        position=int(info["position"]),
+        step=counts["step"],
+        epoch=counts["epoch"],
+        position=counts["position"],
         network=info.get("network", ""),
         config=info.get("config", {}),
         history=info.get("history", []),
-        partial=info.get("partial", {}),
+        partial=partial,
     )
+
+
+def _show(value: Any) -> str:
+    return "missing" if value is None else repr(value)[:40]
 
 
 def load_any_weights(path: str | Path) -> tuple[dict, dict]:
@@ -182,12 +249,13 @@ def load_any_weights(path: str | Path) -> tuple[dict, dict]:
         ArchWeightsError: the file cannot be read.
     """
     path = Path(path)
-    tensors, metadata = _read(path)
+    tensors, metadata = read_safetensors(path, "weights")
     if metadata.get(FORMAT_KEY) == FORMAT:
         return unflatten(_strip(tensors, "params/")), unflatten(_strip(tensors, "state/"))
-    from archdsl.backend.weights import load_weights
-
-    return load_weights(path)
+    state_names = state_names_of(metadata, path)
+    params = unflatten({n: x for n, x in tensors.items() if n not in state_names})
+    state = unflatten({n: x for n, x in tensors.items() if n in state_names})
+    return params, state
 
 
 def _strip(tensors: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
@@ -195,19 +263,7 @@ def _strip(tensors: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]
 
 
 def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ArchCheckpointError(f"`{path}` does not exist") from None
-    except OSError as error:
-        raise ArchCheckpointError(f"cannot read `{path}`: {error.strerror}") from None
-    try:
-        tensors = load(data)
-        size = int.from_bytes(data[:8], "little")
-        metadata = json.loads(data[8 : 8 + size]).get("__metadata__") or {}
-    except (SafetensorError, ValueError, UnicodeDecodeError) as error:
-        raise ArchCheckpointError(f"`{path}` is not a safetensors file: {error}") from None
-    return tensors, metadata
+    return read_safetensors(path, "checkpoint", ArchCheckpointError)
 
 
 @contextlib.contextmanager

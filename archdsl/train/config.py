@@ -35,6 +35,10 @@ WEIGHTS_NAME: Final = "weights.safetensors"
 """The file name of the latest weights (`save_weights`) in a checkpoint folder."""
 
 
+MAX_SEED: Final = 2**63 - 1
+"""The largest seed both `jax.random.key` and NumPy's generators take."""
+
+
 class ArchTrainError(ArchValueError):
     """Training settings that cannot work: a bad option, a network that cannot classify."""
 
@@ -85,6 +89,8 @@ class TrainConfig:
         ):
             if value < low:
                 raise ArchTrainError(f"`{name}` must be at least {low}, got {value}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ArchTrainError(f"`--seed` must be in 0..{MAX_SEED} (2**63 - 1), got {self.seed}")
         if not self.learning_rate > 0 or not math.isfinite(self.learning_rate):
             raise ArchTrainError(f"`--lr` must be positive, got {self.learning_rate}")
         if self.weight_decay < 0:

@@ -135,27 +135,42 @@ def _load_folder(
     return Split(Dataset(train.x.with_augment(True), train.y, train.name), parts.test)
 
 
+DIGITS_COUNT: Final = 1797
+"""Images in scikit-learn's digits data set."""
+DIGITS_MISSING: Final = (
+    "`--data digits` needs scikit-learn, which bundles the images: "
+    '`pip install scikit-learn` (or `pip install "archdsl[digits]"`)'
+)
+
+
 def load_digits(input_shape: Shape) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 8x8 digits, scaled to [0, 1] and resized to `input_shape`.
 
     `(H, W, C)` inputs get a bilinear resize (`jax.image.resize`) with the grey level
     repeated over the channels; a flat `(64,)` input takes the 8x8 pixels as they are.
+    The memory the resized images need is checked before anything is allocated.
 
     Raises:
-        ArchDataError: an input shape the digits cannot be fitted to.
+        ArchDataError: an input shape the digits cannot be fitted to, one too large
+            for memory, or scikit-learn missing.
     """
-    from sklearn.datasets import load_digits as sk_load_digits
-
-    bunch = sk_load_digits()
-    images = np.asarray(bunch.images, dtype=np.float32) / 16.0  # pixel values are 0..16
-    labels = np.asarray(bunch.target, dtype=np.int64)
-    if len(input_shape) == 1 and input_shape[0] == 64:
-        return images.reshape(len(images), 64), labels
-    if len(input_shape) != 3:
+    if len(input_shape) == 3:
+        _check_digits_memory(input_shape)
+    elif not (len(input_shape) == 1 and input_shape[0] == 64):
         raise ArchDataError(
             f"the digits are 8x8 images; the network takes {format_shape(input_shape)}",
             help="use a network whose input is HxWxC (e.g. 32x32x1) or 64",
         )
+    try:
+        from sklearn.datasets import load_digits as sk_load_digits
+    except ImportError:
+        raise ArchDataError(DIGITS_MISSING) from None
+
+    bunch = sk_load_digits()
+    images = np.asarray(bunch.images, dtype=np.float32) / 16.0  # pixel values are 0..16
+    labels = np.asarray(bunch.target, dtype=np.int64)
+    if len(input_shape) == 1:
+        return images.reshape(len(images), 64), labels
     import jax
     import jax.numpy as jnp
 
@@ -165,19 +180,36 @@ def load_digits(input_shape: Shape) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(x, c, axis=-1) if c != 1 else x, labels
 
 
+def _check_digits_memory(input_shape: Shape) -> None:
+    """The resize holds the grey images twice (device and host) plus the C-channel copy."""
+    from archdsl.io import ArchIOError, check_memory
+
+    h, w, c = input_shape
+    grey = DIGITS_COUNT * h * w * 4
+    try:
+        check_memory(2 * grey + (grey * c if c != 1 else 0), f"`--data digits` at {h}x{w}x{c}")
+    except ArchIOError as error:
+        raise ArchDataError(
+            error.message,
+            notes=error.notes,
+            help=f"the {DIGITS_COUNT} images are resized up front to the network's input; "
+            "use a smaller input, or an .npz of your own data",
+        ) from None
+
+
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    from archdsl.io import ArchIOError
+    from archdsl.io.arrays import load_npz
+
     if path.suffix != ".npz":
         raise ArchDataError(
             f"unknown data `{path}`: expected `digits`, an .npz file or an image folder",
             help=NPZ_HELP,
         )
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except FileNotFoundError:
-        raise ArchDataError(f"data file `{path}` does not exist") from None
-    except (OSError, ValueError) as error:
-        raise ArchDataError(f"cannot read `{path}` as .npz: {error}", help=NPZ_HELP) from None
+        arrays = load_npz(path, "data file")
+    except ArchIOError as error:
+        raise ArchDataError(error.message, notes=error.notes, help=error.help or NPZ_HELP) from None
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing:
         raise ArchDataError(
@@ -275,7 +307,8 @@ def _same_length(x: np.ndarray, y: np.ndarray, file: str, xname: str, yname: str
 
 
 def split(data: Dataset, test_fraction: float, seed: int) -> Split:
-    """Hold out `test_fraction` of the examples, stratified by class where possible.
+    """Hold out `test_fraction` of the examples, stratified by class where possible
+    (every class with at least two examples, and at least one test example per class).
 
     Raises:
         ArchDataError: too few examples for both parts.
@@ -289,17 +322,35 @@ def split(data: Dataset, test_fraction: float, seed: int) -> Split:
             f"{data.name or 'the data'} has {n} examples: too few to hold out "
             f"{test_fraction:.0%} for testing"
         )
-    from sklearn.model_selection import train_test_split
-
-    index = np.arange(n)
     counts = np.bincount(data.y)
-    stratify = (
-        data.y if counts[counts > 0].min() >= 2 and n_test >= len(counts[counts > 0]) else None
-    )
-    train_index, test_index = train_test_split(
-        index, test_size=n_test, random_state=seed, stratify=stratify
-    )
-    return Split(data.take(np.sort(train_index)), data.take(np.sort(test_index)))
+    present = counts[counts > 0]
+    rng = np.random.default_rng(seed)
+    if present.min() >= 2 and n_test >= len(present):
+        test_index = _stratified(data.y, n_test, rng)
+    else:
+        test_index = rng.permutation(n)[:n_test]
+    test_mask = np.zeros(n, bool)
+    test_mask[test_index] = True
+    return Split(data.take(np.flatnonzero(~test_mask)), data.take(np.flatnonzero(test_mask)))
+
+
+def _stratified(y: np.ndarray, n_test: int, rng: np.random.Generator) -> np.ndarray:
+    """`n_test` indices with each class in proportion (largest remainders round up)."""
+    classes, counts = np.unique(y, return_counts=True)
+    share = counts * n_test / len(y)
+    take = np.floor(share).astype(int)
+    order = np.argsort(-(share - take), kind="stable")
+    take[order[: n_test - int(take.sum())]] += 1
+    take = np.minimum(take, counts - 1)  # keep each class in training too
+    short = n_test - int(take.sum())
+    chosen = [
+        rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, take, strict=True)
+    ]
+    index = np.concatenate(chosen)
+    if short > 0:
+        rest = np.setdiff1d(np.arange(len(y)), index)
+        index = np.concatenate([index, rng.permutation(rest)[:short]])
+    return index
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:

@@ -30,8 +30,14 @@ from rich.progress import Progress
 from archdsl.backend.model import compile_graph
 from archdsl.graph.ir import Graph
 from archdsl.graph.passes.training import training_graph
+from archdsl.io import check_memory, check_output_dir, clean_stale_temps, make_output_dir
 from archdsl.train.best import keep_best, should_stop
-from archdsl.train.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
+from archdsl.train.checkpoint import (
+    CHECKPOINT_NAME,
+    ArchCheckpointError,
+    Checkpoint,
+    save_checkpoint,
+)
 from archdsl.train.config import (
     DEFAULT_LR,
     OPTIMIZERS,
@@ -200,6 +206,11 @@ class _Run:
                 "training examples",
                 help=f"use at most {len(data.train)}",
             )
+        self.folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        if self.folder is not None:  # before any work: a file or a read-only folder fails now
+            check_output_dir(self.folder, "checkpoint folder")
+            clean_stale_temps(self.folder)  # left by a run that was killed mid-write
+        _check_parameter_memory(graph, config)
         self.model = compile_graph(training_graph(graph), dtype=config.dtype)
         self.aux_weights = {name: head.weight for name, head in graph.aux.items()}
         key = jax.random.key(config.seed)
@@ -216,7 +227,6 @@ class _Run:
         self.start_epoch = 0
         self.history: list[EpochStats] = []
         self.match: MatchReport | None = None
-        self.folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.checkpoint = self.folder / CHECKPOINT_NAME if self.folder is not None else None
         self.saved: Path | None = None
 
@@ -237,6 +247,7 @@ class _Run:
         from archdsl.backend.weights import check_weights
 
         _check_resume_data(resume, self.data)
+        _check_resume_position(resume, self.steps_per_epoch, self.dropout_key)
         check_weights(resume.params, resume.state, self.params, self.state)
         self.params = _like(resume.params, self.params)
         self.state = _like(resume.state, self.state)
@@ -258,7 +269,13 @@ class _Run:
         )
         self.dropout_key = jax.random.wrap_key_data(jnp.asarray(resume.rng))
         self.start_epoch = resume.epoch
-        self.history = [EpochStats(**h) for h in resume.history]
+        try:
+            self.history = [EpochStats(**h) for h in resume.history]
+        except TypeError:
+            raise ArchCheckpointError(
+                "the checkpoint's `history` entries are not epoch records",
+                help="resume from an intact checkpoint, or start again without `--resume`",
+            ) from None
 
     def open_log(self, resume: Checkpoint | None) -> None:
         """Start the metrics log, or continue it from the checkpoint's step."""
@@ -293,14 +310,14 @@ class _Run:
                 f"nothing to do: the checkpoint has {self.start_epoch} epochs, "
                 f"`--epochs {config.epochs}` asks for no more"
             )
-            return self.finish(live, self.start_epoch, False)
+            return self.finish(live, self.start_epoch, False, write=False)
         if self.start.position == 0 and should_stop(self.history, config.early_stop):
             self.out.print(
                 f"nothing to do: the checkpoint's run already stopped early "
                 f"(`--early-stop {config.early_stop}`)"
             )
             self.early_stopped = True
-            return self.finish(live, self.start_epoch, False)
+            return self.finish(live, self.start_epoch, False, write=False)
         self.timing = Timing()
         self.live = live
         epoch = self.start_epoch
@@ -477,14 +494,18 @@ class _Run:
         )
         self.saved = self.checkpoint
 
-    def finish(self, live: _Live, epochs_done: int, interrupted: bool) -> TrainResult:
-        """The result; the weights file when there is a checkpoint folder."""
+    def finish(
+        self, live: _Live, epochs_done: int, interrupted: bool, *, write: bool = True
+    ) -> TrainResult:
+        """The result; the weights file when there is a checkpoint folder and `write`
+        (a resumed run with nothing to do writes nothing, anywhere)."""
         params = jax.device_get(merge(live.trainable, self.frozen))
         state = jax.device_get(live.state)
         weights = None
-        if self.folder is not None:
+        if self.folder is not None and write:
             from archdsl.backend.weights import save_weights
 
+            make_output_dir(self.folder, "checkpoint folder")
             weights = self.folder / WEIGHTS_NAME
             save_weights(weights, params, state)
         return TrainResult(
@@ -503,6 +524,50 @@ class _Run:
 
 
 _NO_SUMS: Final = (0.0, 0.0, 0.0, 0)
+
+
+def _check_parameter_memory(graph: Graph, config: TrainConfig) -> None:
+    """Parameters, gradients and optimizer state, float32, must fit before XLA allocates
+    them (activations come on top: this is a floor, not an estimate)."""
+    from archdsl.graph.report import build_report
+
+    copies = 4 if config.optimizer == "adam" else 3  # params, gradients, 1-2 moments
+    params = build_report(graph).params
+    check_memory(
+        params * 4 * copies,
+        f"training `{graph.name}` ({params:,} parameters, with gradients and "
+        f"{config.optimizer} state)",
+    )
+
+
+def _check_resume_position(resume: Checkpoint, steps_per_epoch: int, key: jax.Array) -> None:
+    """A checkpoint's counters and key must be those of a run of this shape."""
+
+    def bad(what: str) -> ArchCheckpointError:
+        return ArchCheckpointError(
+            f"the checkpoint does not fit this run: {what}",
+            help="resume from an intact checkpoint of this run, or start again without `--resume`",
+        )
+
+    if resume.position >= steps_per_epoch:
+        raise bad(
+            f"it is at batch {resume.position} of an epoch that has {steps_per_epoch} batches"
+        )
+    expected = resume.epoch * steps_per_epoch + resume.position
+    if resume.step != expected:
+        raise bad(
+            f"step {resume.step} is not epoch {resume.epoch} x {steps_per_epoch} batches "
+            f"+ batch {resume.position} = {expected}"
+        )
+    if len(resume.history) != resume.epoch:
+        raise bad(f"it records {len(resume.history)} epochs of history at epoch {resume.epoch}")
+    want = jax.random.key_data(key)
+    rng = np.asarray(resume.rng)
+    if rng.shape != want.shape or rng.dtype != want.dtype:
+        raise bad(
+            f"its `rng` is {rng.dtype} {rng.shape}, expected {want.dtype} {tuple(want.shape)} "
+            "(a raw `jax.random.key`)"
+        )
 
 
 def _like(tree: Tree, reference: Tree) -> Tree:

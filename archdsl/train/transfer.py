@@ -15,7 +15,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from archdsl.backend.weights import ArchWeightsError, flatten, unflatten
+from archdsl.backend.weights import ArchWeightsError, check_dtypes, flatten, unflatten
 from archdsl.graph.shapes import Shape, format_shape
 
 Tree = dict[str, dict[str, Any]]
@@ -103,9 +103,13 @@ def match_weights(
         frozen: names of the network's frozen nodes, to flag any left unloaded.
 
     Returns:
-        New `(params, state)` (inputs are not modified; loaded tensors take the
-        network's dtype) and the `MatchReport`.
+        New `(params, state)` (inputs are not modified) and the `MatchReport`.
+
+    Raises:
+        ArchWeightsError: a same-shape tensor of another dtype (never cast in silence).
     """
+    check_dtypes(base_params, params)  # never cast in silence
+    check_dtypes(base_state, state)
     loaded: list[str] = []
     initialised: list[str] = []
     mismatched: list[Mismatch] = []
