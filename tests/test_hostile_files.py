@@ -253,6 +253,7 @@ def test_temp_files_of_a_killed_run_are_cleaned_by_the_next(trained, tmp_path) -
     train(graph, data, config, checkpoint_dir=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "checkpoint.safetensors",
+        "metrics.jsonl",
         "weights.safetensors",
     ]
 

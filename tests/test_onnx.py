@@ -202,4 +202,4 @@ def test_cli_weights_need_an_onnx_output(capsys) -> None:
 def test_cli_unwritable_output_is_an_error(tmp_path, capsys) -> None:
     out = tmp_path / "no" / "such" / "folder" / "m.onnx"
     assert main(["compile", "specs/lenet5.arch", "-o", str(out)]) == 1
-    assert f"cannot write `{out}`" in capsys.readouterr().err
+    assert f"cannot write exported model `{out}`" in capsys.readouterr().err  # before any work

@@ -281,6 +281,8 @@ class _Run:
         """Start the metrics log, or continue it from the checkpoint's step."""
         if self.folder is None:
             return
+        if resume is not None and resume.epoch >= self.config.epochs and resume.position == 0:
+            return  # nothing left to train: write nothing, anywhere
         self.folder.mkdir(parents=True, exist_ok=True)
         self.log = MetricsLog(
             self.folder / METRICS_NAME, resume_step=resume.step if resume is not None else None
