@@ -109,29 +109,36 @@ class Report:
         }
 
 
+def layer_row(graph: Graph, name: str) -> LayerRow | None:
+    """One node's figures; None while it or an input is unshaped (the language server)."""
+    node = graph.node(name)
+    in_shapes = [graph.node(i).shape for i in node.inputs]
+    if node.shape is None or any(shape is None for shape in in_shapes):
+        return None
+    params = sum(math.prod(s) for s in node.op.param_shapes(*in_shapes).values())
+    state = sum(math.prod(s) for s in node.op.state_shapes(*in_shapes).values())
+    return LayerRow(
+        name=name,
+        op=node.op.name,
+        attrs=node.op.describe(),
+        shape=node.shape,
+        params=params,
+        trainable=0 if node.frozen else params,
+        state=state,
+        macs=node.op.macs(node.shape, *in_shapes),
+        inserted=node.synthetic,
+        frozen=node.frozen,
+        aux=node.aux,
+    )
+
+
 def build_report(graph: Graph) -> Report:
     """Figures for every node of a checked graph, in topological order."""
     rows = []
-    for name, node in graph.items():
-        in_shapes = [graph.node(i).shape for i in node.inputs]
-        assert node.shape is not None
-        params = sum(math.prod(s) for s in node.op.param_shapes(*in_shapes).values())
-        state = sum(math.prod(s) for s in node.op.state_shapes(*in_shapes).values())
-        rows.append(
-            LayerRow(
-                name=name,
-                op=node.op.name,
-                attrs=node.op.describe(),
-                shape=node.shape,
-                params=params,
-                trainable=0 if node.frozen else params,
-                state=state,
-                macs=node.op.macs(node.shape, *in_shapes),
-                inserted=node.synthetic,
-                frozen=node.frozen,
-                aux=node.aux,
-            )
-        )
+    for name, _ in graph.items():
+        row = layer_row(graph, name)
+        assert row is not None, name
+        rows.append(row)
     return Report(graph.name, tuple(rows), tuple(find_savings(graph)))
 
 

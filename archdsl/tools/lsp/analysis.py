@@ -7,7 +7,6 @@ server answers hovers and completions from the last analysis without re-parsing.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from archdsl.graph.ir import Graph, with_shape
 from archdsl.graph.lower import lower
 from archdsl.graph.ops import ShapeRuleError
 from archdsl.graph.passes import run_pipeline
-from archdsl.graph.report import LayerRow
+from archdsl.graph.report import LayerRow, layer_row
 from archdsl.lang import syntax as s
 from archdsl.lang.loader import Program, load_text
 from archdsl.lang.parser import parse
@@ -207,22 +206,4 @@ def _index(analysis: Analysis) -> None:
 
 def _row(graph: Graph, name: str) -> LayerRow | None:
     """A node's report figures, as `build_report` gives them; None while unshaped."""
-    node = graph.node(name)
-    in_shapes = [graph.node(i).shape for i in node.inputs]
-    if node.shape is None or any(shape is None for shape in in_shapes):
-        return None
-    params = sum(math.prod(p) for p in node.op.param_shapes(*in_shapes).values())
-    state = sum(math.prod(p) for p in node.op.state_shapes(*in_shapes).values())
-    return LayerRow(
-        name=name,
-        op=node.op.name,
-        attrs=node.op.describe(),
-        shape=node.shape,
-        params=params,
-        trainable=0 if node.frozen else params,
-        state=state,
-        macs=node.op.macs(node.shape, *in_shapes),
-        inserted=node.synthetic,
-        frozen=node.frozen,
-        aux=node.aux,
-    )
+    return layer_row(graph, name)
