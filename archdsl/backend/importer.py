@@ -224,8 +224,12 @@ def units(graph: Graph) -> list[Unit]:
             out.append(Unit(name, "norm", _norm_want(shapes["scale"][0])))
         elif isinstance(op, ops.Project):
             out.extend(_project_units(name, op, shapes))
-        else:  # pragma: no cover - a new op with parameters needs a rule here
-            raise AssertionError(f"no import rule for `{op.name}` parameters")
+        else:
+            raise ArchWeightsError(
+                f"cannot import into `{name}`: no PyTorch import rule for `{op.name}` "
+                "parameters yet",
+                help="convert these tensors yourself and save them with `save_weights`",
+            )
     return out
 
 
