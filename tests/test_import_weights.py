@@ -261,7 +261,9 @@ def test_squeeze_excitation_convs_layer_norm_and_layer_scale_by_position() -> No
     for fc in ("fc1", "fc2"):
         linear[f"features.3.{fc}.weight"] = tensors[f"features.3.{fc}.weight"][:, :, 0, 0]
     params2, _, _ = import_state_dict(graph, linear)
-    np.testing.assert_array_equal(params2["multiply.gate.fc2"]["kernel"], params["multiply.gate.fc2"]["kernel"])
+    np.testing.assert_array_equal(
+        params2["multiply.gate.fc2"]["kernel"], params["multiply.gate.fc2"]["kernel"]
+    )
 
 
 def test_projection_held_before_its_block_pairs_by_position() -> None:
@@ -287,7 +289,6 @@ def test_projection_held_before_its_block_pairs_by_position() -> None:
         for node, leaves in want.items():
             for leaf, x in leaves.items():
                 np.testing.assert_array_equal(tree[node][leaf], x)
-
 
 
 def test_safetensors_order_misfit_says_the_file_keeps_no_order(tmp_path) -> None:

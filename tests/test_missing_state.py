@@ -144,3 +144,8 @@ def test_train_init_refuses_then_allows(weights, tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     # bn statistics of the base start at their initial values; the head is new
     assert "loaded" in out and "held-out accuracy" in out
+
+
+def test_compile_allow_missing_needs_weights(capsys) -> None:
+    assert main(["compile", str(TINY), "--allow-missing"]) == 1
+    assert "`--allow-missing` goes with `--weights" in capsys.readouterr().err

@@ -97,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     """Build, report, and optionally export."""
     if args.output:
         check_output(args.output, "exported model")  # before any work
+    if args.allow_missing and not args.weights:
+        raise ArchValueError("`--allow-missing` goes with `--weights FILE -o model.onnx`")
     graph = build_graph(
         args.spec,
         network=args.network,
