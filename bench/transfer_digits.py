@@ -16,7 +16,9 @@ Needs torch and scikit-learn. Every archdsl step is the CLI command it prints.
 4. `archdsl train digitnet.arch --network TransferDigitNet --init pretrained.safetensors`:
    the imported base frozen up to its pooled features (`use DigitNet upto pool frozen`)
    and a new dense head, with and without `--cache-frozen`.
-5. Baselines on the same tiny data: the same spec without `--init` (a frozen random
+5. Freezing less: the first two stages frozen (`frozen upto pool2`), or nothing
+   frozen (fine-tuning from the imported weights).
+6. Baselines on the same tiny data: the same spec without `--init` (a frozen random
    base), and the whole `DigitNet` trained from scratch.
 
 Prints the held-out accuracy of each run for each seed, and the mean.
@@ -47,9 +49,9 @@ SPEC = """\
 network DigitNet(classes = 5) {
     input 32x32x1
     conv 16 3x3 same bias = false as conv1 -> batchnorm as bn1 -> relu
-    maxpool 2x2
+    maxpool 2x2 as pool1
     conv 32 3x3 same bias = false as conv2 -> batchnorm as bn2 -> relu
-    maxpool 2x2
+    maxpool 2x2 as pool2
     conv 64 3x3 same bias = false as conv3 -> batchnorm as bn3 -> relu
     globalavgpool as pool
     dense classes as fc
@@ -57,6 +59,18 @@ network DigitNet(classes = 5) {
 
 network TransferDigitNet(classes = 5) {
     use DigitNet upto pool frozen
+    dense classes as head
+}
+
+# More data, fewer frozen layers: the first two stages frozen, the third trained.
+network PartFrozenDigitNet(classes = 5) {
+    use DigitNet upto pool frozen upto pool2
+    dense classes as head
+}
+
+# Nothing frozen: the imported weights as the starting point of fine-tuning.
+network FineTunedDigitNet(classes = 5) {
+    use DigitNet upto pool
     dense classes as head
 }
 """
@@ -164,7 +178,8 @@ def main() -> int:
         spec, pth = folder / "digitnet.arch", folder / "pretrained.pth"
         spec.write_text(SPEC)
         source_accuracy = pretrain(pth)
-        print(f"PyTorch DigitNet on digits 0-4: {source_accuracy:.1%} on its held-out fifth")
+        print(f"PyTorch DigitNet on digits 0-4: {source_accuracy:.1%} on its held-out fifth",
+              flush=True)  # fmt: skip
         data = folder / "digits5to9"
         write_folder(data, options.per_class)
         imported = folder / "pretrained.safetensors"
@@ -178,6 +193,10 @@ def main() -> int:
                                                  str(imported)],
             "same, --cache-frozen": ["--network", "TransferDigitNet", "--init", str(imported),
                                      "--cache-frozen"],
+            "imported, frozen up to pool2": ["--network", "PartFrozenDigitNet", "--init",
+                                             str(imported)],
+            "imported, all fine-tuned": ["--network", "FineTunedDigitNet", "--init",
+                                         str(imported)],
             "random base, frozen + new head": ["--network", "TransferDigitNet"],
             "whole DigitNet from scratch": ["--network", "DigitNet"],
         }  # fmt: skip
