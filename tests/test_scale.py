@@ -128,6 +128,25 @@ def test_an_unreachable_coordinator_is_a_message_not_a_hang() -> None:
     assert "--coordinator-timeout" in str(info.value)
 
 
+def test_distributed_with_no_cluster_says_so(tmp_path: Path) -> None:
+    spec = tmp_path / "net.arch"
+    spec.write_text(NET)
+    env = {k: v for k, v in _env(1, tmp_path).items() if not k.startswith(("SLURM", "OMPI"))}
+    command = [sys.executable, "-m", "archdsl", "train", str(spec), "--data", "digits"]
+    done = subprocess.run(
+        [*command, "--distributed", "--no-checkpoints"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "`--distributed` found no cluster to join" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_cli_rejects_bad_process_flags(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     spec = tmp_path / "net.arch"
     spec.write_text(NET)

@@ -112,6 +112,12 @@ def initialize(cluster: Cluster) -> None:
             initialization_timeout=cluster.timeout,
         )
     except (ValueError, RuntimeError, TypeError) as error:
+        if cluster.coordinator is None and "coordinator_address" in str(error):
+            raise ArchDistributedError(
+                "`--distributed` found no cluster to join: no coordinator given, and none "
+                "detected (SLURM, Open MPI, Kubernetes, a TPU pod)",
+                help="give `--coordinator HOST:PORT --num-processes N --process-id I`",
+            ) from None
         raise ArchDistributedError(
             f"could not join the multi-process run: {str(error).splitlines()[0][:200]}",
             help="give `--coordinator HOST:PORT --num-processes N --process-id I` "
