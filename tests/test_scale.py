@@ -167,7 +167,9 @@ SHARDED = textwrap.dedent("""
     from pathlib import Path
     from archdsl.frontend import build_graph_text
     from archdsl.train.data import Split, load_data
-    from archdsl.train.loop import TrainConfig, train
+    from archdsl.train.loop import TrainConfig, make_optimizer, train
+    from archdsl.train.parallel import make_mesh
+    from archdsl.train.sharding import Layout, device_bytes
 
     assert jax.device_count() == 4, jax.devices()
     graph = build_graph_text(sys.argv[1], "net.arch")
@@ -175,11 +177,9 @@ SHARDED = textwrap.dedent("""
     small = Split(data.train.take(np.arange(256)), data.test.take(np.arange(100)))
     out = Path(sys.argv[2])
     report = {}
-    for name, devices, shard, parts in (
-        ("one", 1, False, None), ("m2", 4, True, 2), ("m4", 4, True, None)
-    ):
+    for name, devices, shard in (("one", 1, False), ("m2", 4, True)):
         config = TrainConfig(epochs=1, batch_size=32, devices=devices, shard_params=shard,
-                             model_axis=parts, optimizer="adam", weight_decay=1e-4)
+                             model_axis=2 if shard else None, weight_decay=1e-4)
         run = train(graph, small, config, checkpoint_dir=out / name)
         steps = [json.loads(l) for l in (out / name / "metrics.jsonl").read_text().splitlines()]
         report[name] = {
@@ -191,6 +191,13 @@ SHARDED = textwrap.dedent("""
         }
         np.savez(out / f"{name}.npz", **{f"{n}.{k}": v for n, leaves in run.params.items()
                                           for k, v in leaves.items()})
+    # All 4 devices on the model axis (the default): the placement alone.
+    layout = Layout(make_mesh(4, 4), shard=True)
+    params = layout.place(run.params)
+    optimizer = make_optimizer(config, 8)
+    shapes = jax.eval_shape(optimizer.init, params)
+    state = jax.jit(optimizer.init, out_shardings=layout.of(shapes))(params)
+    report["m4"] = {"memory": {"params": device_bytes(params), "optimizer": device_bytes(state)}}
     print(json.dumps(report))
 """)
 
@@ -222,13 +229,13 @@ def test_sharded_parameters_train_as_unsharded(tmp_path: Path) -> None:
     report = json.loads(done.stdout.strip().splitlines()[-1])
     one = report["one"]
     assert len(one["losses"]) == 8
-    for name in ("m2", "m4"):
-        np.testing.assert_allclose(report[name]["losses"], one["losses"], rtol=1e-5)
-        np.testing.assert_allclose(report[name]["test_loss"], one["test_loss"], rtol=1e-5)
-        a, b = np.load(tmp_path / "one.npz"), np.load(tmp_path / f"{name}.npz")
-        assert set(a) == set(b)
-        for key in a:
-            np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    m2 = report["m2"]
+    np.testing.assert_allclose(m2["losses"], one["losses"], rtol=1e-5)
+    np.testing.assert_allclose(m2["test_loss"], one["test_loss"], rtol=1e-5)
+    a, b = np.load(tmp_path / "one.npz"), np.load(tmp_path / "m2.npz")
+    assert set(a) == set(b)
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
 
     leaves = one["params"]
     total = sum(int(np.prod(s)) * i for s, i in leaves.values())
@@ -370,3 +377,31 @@ def test_two_processes_equal_one_and_resume_elsewhere(tmp_path: Path) -> None:
     )
     final = load_checkpoint(resumed / "checkpoint.safetensors")
     _close(final.params, load_checkpoint(ref / "checkpoint.safetensors").params)
+
+
+def test_a_resume_may_turn_sharding_off_or_on() -> None:
+    from archdsl.cli.main import build_parser
+    from archdsl.cli.train import resolve_config
+    from archdsl.train.checkpoint import Checkpoint
+
+    saved = Checkpoint(
+        {},
+        {},
+        [],
+        [],
+        np.zeros(2, np.uint32),
+        0,
+        0,
+        config={"devices": 4, "shard_params": True, "model_axis": 2, "batch_size": 32},
+    )
+    parser = build_parser(("train",))
+
+    def config(*flags: str) -> TrainConfig:
+        return resolve_config(parser.parse_args(["train", "x.arch", "--data", "d", *flags]), saved)
+
+    assert (config().shard_params, config().model_parts) == (True, 2)
+    off = config("--no-shard-params", "--devices", "2")
+    assert (off.shard_params, off.model_axis, off.model_parts) == (False, None, 1)
+    assert config("--devices", "2", "--model-axis", "1").model_parts == 1
+    with pytest.raises(ArchTrainError, match="does nothing without `--shard-params`"):
+        config("--no-shard-params", "--model-axis", "2")

@@ -363,6 +363,8 @@ def resolve_config(args: argparse.Namespace, resume: Checkpoint | None) -> Train
             values[field.name] = given
         elif field.name in saved:
             values[field.name] = saved[field.name]
+    if not values.get("shard_params") and args.model_axis is None:
+        values.pop("model_axis", None)  # a checkpoint's, for sharding this run turns off
     config = TrainConfig(**values)
     config.check()
     return config

@@ -118,7 +118,8 @@ class Checkpoint:
                     f"optimizer tensor {path} is {format_shape(got.shape) or 'scalar'} "
                     f"in the checkpoint, expected {format_shape(np.shape(want)) or 'scalar'}"
                 )
-            leaves.append(np.asarray(got, dtype=np.asarray(want).dtype))
+            dtype = want.dtype if hasattr(want, "dtype") else np.asarray(want).dtype
+            leaves.append(np.asarray(got, dtype=dtype))
         return jax.tree_util.tree_unflatten(treedef, leaves)
 
     def info(self) -> dict[str, Any]:

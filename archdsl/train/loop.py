@@ -53,7 +53,7 @@ from archdsl.train.distributed import any_process, is_main, to_host
 from archdsl.train.metrics import METRICS_NAME, MetricsLog
 from archdsl.train.parallel import check_batch, local_rows, make_batch, make_mesh
 from archdsl.train.progress import EpochStats, Timing, format_epoch, progress_bar
-from archdsl.train.sharding import Layout, device_bytes
+from archdsl.train.sharding import Layout, device_bytes, put
 from archdsl.train.steps import (
     classes_of,
     cross_entropy,
@@ -324,7 +324,7 @@ class _Run:
         self.frozen = layout.place(frozen)
         live = self.start._replace(
             trainable=layout.place(self.start.trainable),
-            state=jax.device_put(self.start.state, layout.replicated),
+            state=put(self.start.state, layout.replicated),
             opt_state=layout.place(self.start.opt_state),
         )
         self.params = self.state = self.opt_state = None  # no second copy on a device

@@ -62,7 +62,21 @@ class Layout:
 
     def place(self, tree: Any) -> Any:
         """`tree` on the mesh, each leaf where the rule puts it."""
-        return jax.device_put(tree, self.of(tree))
+        return put(tree, self.of(tree))
+
+
+def put(tree: Any, shardings: Any) -> Any:
+    """`jax.device_put`, but with several processes an array that lives on this process
+    alone (a loaded tensor) goes through the host: each process supplies the same value,
+    and JAX keeps the parts for its own devices."""
+    if jax.process_count() > 1:
+        tree = jax.tree.map(
+            lambda x: (
+                np.asarray(x) if not isinstance(x, jax.Array) or x.is_fully_addressable else x
+            ),
+            tree,
+        )
+    return jax.device_put(tree, shardings)
 
 
 def device_bytes(tree: Any, device: Any = None) -> tuple[int, int]:
