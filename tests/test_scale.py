@@ -405,3 +405,55 @@ def test_a_resume_may_turn_sharding_off_or_on() -> None:
     assert config("--devices", "2", "--model-axis", "1").model_parts == 1
     with pytest.raises(ArchTrainError, match="does nothing without `--shard-params`"):
         config("--no-shard-params", "--model-axis", "2")
+
+
+STOP = textwrap.dedent("""
+    import sys
+    import jax, numpy as np
+    from archdsl.train.distributed import Cluster, initialize
+    initialize(Cluster(f"localhost:{sys.argv[2]}", 2, int(sys.argv[3]), timeout=60))
+    from archdsl.frontend import build_graph_text
+    from archdsl.train.checkpoint import load_checkpoint
+    from archdsl.train.data import Split, load_data
+    from archdsl.train.loop import TrainConfig, train
+
+    graph = build_graph_text(sys.argv[1], "net.arch")
+    data = load_data("digits", (8, 8, 1), 10)
+    small = Split(data.train.take(np.arange(256)), data.test.take(np.arange(100)))
+    folder = sys.argv[4]
+    # Only process 1 asks to stop (as a Ctrl-C to it alone would): both must stop
+    # after the same step, or one would wait forever in the next step's collectives.
+    run = train(graph, small, TrainConfig(epochs=1, batch_size=32, devices=4),
+                checkpoint_dir=folder, on_step=lambda step: step == 3 and jax.process_index() == 1)
+    assert run.interrupted and run.step == 3, (run.interrupted, run.step)
+    if jax.process_index() == 0:
+        saved = load_checkpoint(f"{folder}/checkpoint.safetensors")
+        assert (saved.step, saved.epoch, saved.position) == (3, 0, 3)
+    print("stopped together", jax.process_index())
+""")
+
+
+@pytest.mark.slow
+def test_a_stop_on_one_process_stops_them_all(tmp_path: Path) -> None:
+    port = str(_free_port())
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", STOP, NET, port, str(rank), str(tmp_path / f"run{rank}")],
+            cwd=ROOT,
+            env=_env(2, tmp_path / "cache"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
+    try:
+        outputs = [proc.communicate(timeout=300) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    for rank, (proc, (out, err)) in enumerate(zip(procs, outputs, strict=True)):
+        assert proc.returncode == 0, out + err[-3000:]
+        assert f"stopped together {rank}" in out
+    assert not (tmp_path / "run1").exists()  # process 1 writes nothing
