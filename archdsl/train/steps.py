@@ -126,7 +126,8 @@ def make_train_step(
     sharding: Any = None,
 ) -> Callable[..., tuple[Tree, Tree, Any, dict[str, jax.Array]]]:
     """`step(trainable, frozen, state, opt_state, x, y, key) -> (trainable, state,
-    opt_state, metrics)`, jitted; with `sharding`, every output is placed by it."""
+    opt_state, metrics)`, jitted; with `sharding` (one sharding, or a tree of them that
+    is a prefix of the outputs), the outputs are placed by it."""
 
     def loss_fn(
         trainable: Tree, frozen: Tree, state: Tree, x: jax.Array, y: jax.Array, key: jax.Array
