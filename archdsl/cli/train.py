@@ -26,6 +26,7 @@ from archdsl.train.distributed import DEFAULT_TIMEOUT, Cluster, initialize, is_m
 from archdsl.train.loop import train
 from archdsl.train.parallel import check_batch, make_mesh
 from archdsl.train.steps import classes_of
+from archdsl.train.transfer import settle_init
 
 _AUTO = "<checkpoint-dir>"
 
@@ -161,6 +162,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="BASE.safetensors",
         help="start from another network's weights, matched by name",
     )
+    parser.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="with --init: let batch norms whose running statistics the file lacks "
+        "start at mean 0, variance 1",
+    )
     parser.set_defaults(func=run)
 
 
@@ -226,7 +233,9 @@ def run(args: argparse.Namespace) -> int:
     if args.init and resume is not None:
         out.print(f"resuming: `--init {args.init}` is not used (the checkpoint has the weights)")
     elif args.init:
-        init = load_any_weights(args.init)
+        init = settle_init(
+            graph, load_any_weights(args.init), args.init, allow_missing=args.allow_missing
+        )
 
     whole = graph
     cached = None
