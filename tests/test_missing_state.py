@@ -149,3 +149,9 @@ def test_train_init_refuses_then_allows(weights, tmp_path, capsys) -> None:
 def test_compile_allow_missing_needs_weights(capsys) -> None:
     assert main(["compile", str(TINY), "--allow-missing"]) == 1
     assert "`--allow-missing` goes with `--weights" in capsys.readouterr().err
+
+
+def test_train_allow_missing_needs_init(capsys) -> None:
+    command = ["train", str(TRANSFER), "--data", str(PICTURES), "--allow-missing"]
+    assert main([*command, "--epochs", "1", "--no-checkpoints"]) == 1
+    assert "`--allow-missing` goes with `--init FILE`" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from archdsl.backend.weights import save_weights
 from archdsl.cli._common import add_network_options, console, network_arguments
+from archdsl.errors import ArchValueError
 from archdsl.frontend import build_graph
 from archdsl.graph.ir import Graph
 from archdsl.graph.report import build_report
@@ -173,6 +174,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train; exit 0 when all epochs ran, 130 when stopped by Ctrl-C (checkpoint saved)."""
+    if args.allow_missing and not args.init:
+        raise ArchValueError("`--allow-missing` goes with `--init FILE`")
     cluster = _cluster(args)
     if cluster is not None:
         initialize(cluster)  # before anything touches JAX
