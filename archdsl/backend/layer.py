@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from archdsl.backend import loopconv
 from archdsl.graph import ops
 from archdsl.graph.shapes import Shape
 
@@ -177,6 +178,9 @@ def conv(
     dilation: tuple[int, int] = (1, 1),
     groups: int = 1,
 ) -> jax.Array:
+    if loopconv.active():
+        # XLA's CPU compiler would run this one's gradient on its slow path (see loopconv).
+        return loopconv.conv(x, kernel, stride, pads, dilation, groups)
     return lax.conv_general_dilated(
         x,
         kernel,

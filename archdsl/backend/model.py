@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from archdsl.backend import packing
+from archdsl.backend import loopconv, packing
 from archdsl.backend.layer import (
     LOWERINGS,
     Layer,
@@ -235,18 +235,19 @@ def compile_graph(graph: Graph, *, dtype: str = "float32", scan: bool = False) -
         def body(carry: jax.Array, slices: dict[str, Any]) -> tuple[jax.Array, State]:
             env = {EXTERNAL: carry}
             updates: State = {}
-            for rel, inputs in run.body:
-                out, running = run_node(
-                    f"{first}.{rel}",
-                    slices["params"].get(rel, {}),
-                    slices["state"].get(rel, {}),
-                    tuple(env[i] for i in inputs),
-                    train,
-                    slices["keys"].get(rel),
-                )
-                if running:
-                    updates[rel] = running
-                env[rel] = out
+            with loopconv.inside_loop():
+                for rel, inputs in run.body:
+                    out, running = run_node(
+                        f"{first}.{rel}",
+                        slices["params"].get(rel, {}),
+                        slices["state"].get(rel, {}),
+                        tuple(env[i] for i in inputs),
+                        train,
+                        slices["keys"].get(rel),
+                    )
+                    if running:
+                        updates[rel] = running
+                    env[rel] = out
             return env[run.output], updates
 
         return lax.scan(body, x, xs)
