@@ -103,6 +103,39 @@ def test_scan_equals_unrolled() -> None:
     _close(inter_s, inter_u)
 
 
+def test_kernels_drawn_together_equal_kernels_drawn_alone() -> None:
+    # `init` draws every kernel in one call per initialiser; each node's own `init`,
+    # with its key (`fold_in(key, graph index)`), gives the same values.
+    from archdsl.backend import draws
+    from archdsl.backend.layer import conv_kernel_init, dense_kernel_init
+    from archdsl.backend.lowerings import lower_node
+
+    graph = toy()
+    model = compile_graph(graph, scan=True)
+    key = jax.random.key(3)
+    params, _ = model.init(key)
+    order = graph.order()
+    for name in ("stem", "blocks.1.conv", "wide.residual.shortcut", "fc"):
+        alone = lower_node(graph, name).init(jax.random.fold_in(key, order.index(name)))
+        _close(alone, params[name], rtol=0)
+    # Kernels bigger than a chunk are cut from several; the scale follows the shape.
+    shape = (3, 3, 64, 40)
+    assert draws.chunks(shape) == 2
+    big = conv_kernel_init(key, shape)
+    assert big.shape == shape
+    std = (2 / (9 * 40)) ** 0.5  # He normal, fan_out
+    assert abs(float(jnp.std(big)) / std - 1) < 0.05
+    assert not bool(jnp.all(big[..., :20] == big[..., 20:]))
+    dense = dense_kernel_init(key, (300, 7))
+    assert float(jnp.max(jnp.abs(dense))) <= 2 * (2 / 307) ** 0.5 / 0.87962566103423978 + 1e-6
+    stacked = draws.draw_all(
+        jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(2, dtype=jnp.uint32)),
+        [draws.Request(conv_kernel_init, (1, 0), shape)],
+    )[0]
+    np.testing.assert_array_equal(stacked[0], conv_kernel_init(jax.random.fold_in(key, 1), shape))
+    np.testing.assert_array_equal(stacked[1], conv_kernel_init(jax.random.fold_in(key, 0), shape))
+
+
 def test_missing_packed_params_are_named() -> None:
     model = compile_graph(toy(), scan=True)
     packed, state = model.init(jax.random.key(0), packed=True)
@@ -181,3 +214,16 @@ def test_scanned_gradients_use_only_canonical_convolutions() -> None:
     labels = re.findall(r"dim_labels=([\w>-]+)", text)
     assert len(labels) >= 3 * 3  # forward, input and kernel gradient of each conv
     assert set(labels) == {"b01f_01io->b01f"}
+
+
+def test_forward_mode_through_a_scanned_model_at_inference() -> None:
+    graph = toy()
+    scanned, unrolled = compile_graph(graph, scan=True), compile_graph(graph, scan=False)
+    params, state = unrolled.init(jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (2, 6, 6, 4))
+    tangent = jax.random.normal(jax.random.key(2), x.shape)
+    jvps = [
+        jax.jvp(lambda x, m=m: m.apply(params, state, x)[0], (x,), (tangent,))
+        for m in (scanned, unrolled)
+    ]
+    _close(jvps[0], jvps[1])

@@ -10,11 +10,11 @@ not those of a while loop's body. So in a scanned block's backward pass every
 convolution took the slow path (ResNet-152's training step: 1.5x slower scanned than
 unrolled on 2 CPU cores). `conv` here has a custom VJP that writes both gradients as
 canonical convolutions with explicit transposes, which is what the canonicalisation
-pass would have produced; `compile_graph` uses it for the nodes of a scanned run
-(`inside_loop`), and the plain `lax` convolution everywhere else.
+pass would have produced; `compile_graph` uses it for the nodes of a scanned run when
+training (`inside_loop`), and the plain `lax` convolution everywhere else.
 
 A `custom_vjp` function cannot be differentiated in forward mode (`jax.jvp`); reverse
-mode, to any order, works.
+mode, to any order, works. Hence training only: inference keeps forward mode.
 """
 
 from __future__ import annotations
