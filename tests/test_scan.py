@@ -21,7 +21,7 @@ network Toy(n = 3) {{
     conv 6 1x1 as stem
     {frozen}repeat n {{ blk(6) }} as blocks
     blk(8) as wide
-    repeat 2 {{ blk(8) }} as tail
+    repeat 3 {{ blk(8) }} as tail
     globalavgpool -> dense 5 as fc
 }}
 """
@@ -48,7 +48,7 @@ def test_different_blocks_are_not_one_run() -> None:
     # `wide` (8 channels, with a projection) breaks the chain; `tail` is its own run.
     assert [(r.instances, r.input) for r in runs] == [
         (("blocks.0", "blocks.1", "blocks.2", "blocks.3"), "stem"),
-        (("tail.0", "tail.1"), "wide.residual"),
+        (("tail.0", "tail.1", "tail.2"), "wide.residual"),
     ]
     assert find_runs(build_graph("specs/tiny_resnet.arch")) == []
 
@@ -155,10 +155,17 @@ def test_scan_compiles_one_block_however_many_repeats() -> None:
     counts = {
         (scan, n): _convolutions(compile_graph(toy(n=n), scan=scan), n)
         for scan in (True, False)
-        for n in (2, 12)
+        for n in (3, 12)
     }
-    assert counts[True, 2] == counts[True, 12]
-    assert counts[False, 12] - counts[False, 2] == 10
+    assert counts[True, 3] == counts[True, 12]
+    assert counts[False, 12] - counts[False, 3] == 9
+
+
+def test_runs_of_two_stay_unrolled() -> None:
+    # A loop costs XLA more to compile than two blocks: `MIN_SCANNED` instances at least.
+    model = compile_graph(toy(n=2), scan=True)
+    assert [run.instances for run in model.runs] == [("tail.0", "tail.1", "tail.2")]
+    assert len(find_runs(toy(n=2))) == 2
 
 
 CONV_CASES = [

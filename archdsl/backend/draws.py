@@ -24,7 +24,8 @@ from archdsl.graph.shapes import Shape
 
 CHUNK = 1 << 14
 """Scalars per chunk: large enough to vectorise well, small enough that the cut-off tails
-(under one chunk per kernel) cost little (ResNet-152: 1.2M of 58M scalars)."""
+(under one chunk per kernel) cost little (ResNet-152's 156 kernels: 56,128 scalars drawn
+and dropped beside 60.0M kept)."""
 
 
 @dataclass(frozen=True)
