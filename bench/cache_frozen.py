@@ -1,6 +1,6 @@
 """`--cache-frozen` against plain training: epoch time with a frozen ResNet-18 base.
 
-    python bench/cache_frozen.py [--images 96] [--epochs 3] [--size 224]
+    python bench/cache_frozen.py [--images 320] [--epochs 4] [--size 64]
 
 Builds a small image folder (two classes, random pictures) in a temporary folder and
 trains `use ResNet18(size) upto avgpool frozen` + a new dense head on it, `--epochs`
@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from archdsl.cli.main import main as archdsl  # noqa: E402
 
-SPEC = """import "{root}/specs/resnet18.arch"
+SPEC = """import "resnet18.arch"
 
 network FrozenResNet18(classes = 2) {{
     use ResNet18(size = {size}) upto avgpool frozen
@@ -58,15 +58,15 @@ def run(args: list[str]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=96)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--images", type=int, default=320)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--size", type=int, default=64)
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         make_pictures(folder / "pictures", options.images)
         spec = folder / "frozen.arch"
-        spec.write_text(SPEC.format(root=ROOT, size=options.size))
+        spec.write_text(SPEC.format(size=options.size))
         common = ["train", str(spec), "--data", str(folder / "pictures"), "--batch-size", "16",
                   "--epochs", str(options.epochs), "--lr", "0.01"]  # fmt: skip
         rows = []

@@ -198,3 +198,115 @@ def test_imported_weights_are_an_ordinary_archdsl_file(tmp_path) -> None:
     want_params, want_state = jax.eval_shape(model.init, jax.random.key(0))
     assert jax.tree.structure(params) == jax.tree.structure(want_params)
     assert jax.tree.structure(state) == jax.tree.structure(want_state)
+
+
+GATED = """
+network Gated(classes = 3) {
+    input 8x8x4
+    conv 8 3x3 same bias = false as conv1 -> batchnorm as bn1 -> relu
+    multiply {
+        branch {}
+        branch as gate {
+            globalavgpool -> dense 2 as fc1 -> relu -> dense 8 as fc2 -> sigmoid
+        }
+    }
+    layernorm as norm
+    layerscale 0.5 as ls
+    globalavgpool as pool
+    dense classes as fc
+}
+"""
+
+
+def test_squeeze_excitation_convs_layer_norm_and_layer_scale_by_position() -> None:
+    # torchvision's layout: SE with 1x1 convs, LayerNorm weight/bias, CNBlock's
+    # `layer_scale` (C, 1, 1); names that match nothing, so all is by position.
+    rng = np.random.default_rng(0)
+
+    def r(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(np.float32)
+
+    tensors = {
+        "features.0.weight": r(8, 4, 3, 3),
+        **{f"features.1.{k}": r(8) for k in ("weight", "bias", "running_mean")},
+        "features.1.running_var": np.abs(r(8)) + 0.5,
+        "features.3.fc1.weight": r(2, 8, 1, 1),
+        "features.3.fc1.bias": r(2),
+        "features.3.fc2.weight": r(8, 2, 1, 1),
+        "features.3.fc2.bias": r(8),
+        "features.4.weight": r(8),
+        "features.4.bias": r(8),
+        "features.5.layer_scale": r(8, 1, 1),
+        "head.weight": r(3, 8),
+        "head.bias": r(3),
+    }
+    graph = build_graph_text(GATED)
+    params, state, report = import_state_dict(graph, tensors)
+    assert report.count("position") == len(tensors) and report.count("name") == 0
+    np.testing.assert_array_equal(
+        params["conv1"]["kernel"], tensors["features.0.weight"].transpose(2, 3, 1, 0)
+    )
+    np.testing.assert_array_equal(
+        params["multiply.gate.fc1"]["kernel"], tensors["features.3.fc1.weight"][:, :, 0, 0].T
+    )
+    np.testing.assert_array_equal(
+        params["multiply.gate.fc2"]["kernel"], tensors["features.3.fc2.weight"][:, :, 0, 0].T
+    )
+    np.testing.assert_array_equal(params["norm"]["scale"], tensors["features.4.weight"])
+    np.testing.assert_array_equal(params["ls"]["scale"], tensors["features.5.layer_scale"][:, 0, 0])
+    np.testing.assert_array_equal(params["fc"]["kernel"], tensors["head.weight"].T)
+    np.testing.assert_array_equal(state["bn1"]["var"], tensors["features.1.running_var"])
+    # the same gate written with linear layers (timm's style) imports as it is
+    linear = dict(tensors)
+    for fc in ("fc1", "fc2"):
+        linear[f"features.3.{fc}.weight"] = tensors[f"features.3.{fc}.weight"][:, :, 0, 0]
+    params2, _, _ = import_state_dict(graph, linear)
+    np.testing.assert_array_equal(
+        params2["multiply.gate.fc2"]["kernel"], params["multiply.gate.fc2"]["kernel"]
+    )
+
+
+def test_projection_held_before_its_block_pairs_by_position() -> None:
+    # RegNet's order: a block's projection (conv + batch norm) before its body. The
+    # tiny ResNet's tensors, renamed to match nothing and reordered that way, give the
+    # same weights as the by-name import.
+    graph = build_graph("specs/tiny_resnet.arch")
+    tensors = dict(read_state_dict(FIXTURES / "tiny_resnet.safetensors"))
+    want_params, want_state, _ = import_state_dict(graph, tensors)
+    names = [n for n in tensors if "num_batches" not in n]
+    shortcut = [n for n in names if ".downsample." in n]
+    body = [n for n in names if n not in shortcut]
+    first = body.index(next(n for n in body if n.startswith("layer2.0.")))
+    ordered = body[:first] + shortcut + body[first:]
+    modules = list(dict.fromkeys(n.rpartition(".")[0] for n in ordered))
+    renamed = {
+        f"m{modules.index(n.rpartition('.')[0])}.{n.rpartition('.')[2]}": tensors[n]
+        for n in ordered
+    }
+    params, state, report = import_state_dict(graph, renamed)
+    assert report.count("name") == 0
+    for tree, want in ((params, want_params), (state, want_state)):
+        for node, leaves in want.items():
+            for leaf, x in leaves.items():
+                np.testing.assert_array_equal(tree[node][leaf], x)
+
+
+def test_safetensors_order_misfit_says_the_file_keeps_no_order(tmp_path) -> None:
+    graph = build_graph_text(
+        "network Two {\n    input 8x8x4\n    conv 8 3x3 bias = false as c1\n"
+        "    conv 6 3x3 bias = false as c2\n}\n"
+    )
+    rng = np.random.default_rng(0)
+    # `z_first` runs first, but `a_second` sorts first: paired by name order, they misfit.
+    tensors = {
+        "z_first.weight": rng.standard_normal((8, 4, 3, 3)).astype(np.float32),
+        "a_second.weight": rng.standard_normal((6, 8, 3, 3)).astype(np.float32),
+    }
+    path = tmp_path / "two.safetensors"
+    save_file(tensors, str(path))
+    with pytest.raises(ArchWeightsError, match="cannot pair the remaining conv") as info:
+        import_weights(graph, path)
+    assert any("keeps no module order" in note for note in info.value.notes)
+    # In the order the model holds them (as a .pth keeps it), they pair.
+    params, _, _ = import_state_dict(graph, tensors)
+    assert params["c2"]["kernel"].shape == (3, 3, 8, 6)

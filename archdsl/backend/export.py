@@ -18,7 +18,7 @@ import numpy as np
 from jax import export
 
 from archdsl.backend.model import CompiledModel
-from archdsl.backend.weights import check_weights, load_weights
+from archdsl.backend.weights import check_weights, load_weights, settle_state
 from archdsl.errors import ArchError
 from archdsl.graph.shapes import format_shape
 from archdsl.io import ArchIOError, atomic_open, check_input_file, check_output, os_error
@@ -97,8 +97,13 @@ def run_exported(
     weights_path: str | Path,
     input_path: str | Path,
     output_path: str | Path | None = None,
+    *,
+    allow_missing: bool = False,
 ) -> np.ndarray:
     """Run an exported model on a `.npy` batch; write the result to `output_path` if given.
+
+    Batch-norm statistics the weights lack are an error unless `allow_missing`
+    (`weights.settle_state`).
 
     Raises:
         ArchExportError: unreadable files, or an input of the wrong shape.
@@ -120,6 +125,10 @@ def run_exported(
             help="make one with `archdsl compile spec.arch -o model.jaxexport`",
         ) from None
     params, state = load_weights(weights_path)
+    needed = {n: {k: tuple(x.shape) for k, x in leaves.items()} for n, leaves in want_state.items()}
+    params, state = settle_state(
+        params, state, needed, str(weights_path), allow_missing=allow_missing
+    )
     check_weights(params, state, want_params, want_state)
     x = _load_input(input_path)
     example = tuple(int(d) for d in want_x.shape[1:])

@@ -17,7 +17,7 @@ archdsl's H, W, C. Batch-norm `running_mean`/`running_var` become state `mean`/`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,14 @@ _SHAPE_KEEPING = (ops.Dropout, ops.Activation, ops.Identity)
 """Ops between a `flatten` and a dense layer that keep the flattened order."""
 
 
+_ORDER_ERROR = "cannot pair the remaining"
+UNORDERED_NOTE = (
+    "a .safetensors file keeps no module order: its names were paired in natural "
+    "order (`features.8` before `features.10`, but `classifier` before `features`); "
+    "the .pth of the same weights keeps the order the model holds them in"
+)
+
+
 @dataclass(frozen=True)
 class Module:
     """One module of the source: its tensors by leaf name (`weight`, `running_mean`)."""
@@ -47,10 +55,12 @@ class Module:
 
     @property
     def kind(self) -> str:
-        """`conv`, `linear`, `norm` or `other`, from what it holds."""
+        """`conv`, `linear`, `norm`, `scale` or `other`, from what it holds."""
         weight = self.tensors.get("weight")
         if "running_mean" in self.tensors or "running_var" in self.tensors:
             return "norm"
+        if "layer_scale" in self.tensors:
+            return "scale"
         if weight is None:
             return "other"
         return {4: "conv", 2: "linear", 1: "norm"}.get(weight.ndim, "other")
@@ -67,13 +77,17 @@ class Unit:
 
     node: str
     kind: str
-    """`conv`, `linear` or `norm`."""
+    """`conv`, `linear`, `norm` (batch or layer norm) or `scale` (layer scale)."""
     want: Mapping[str, Shape]
     """Source leaf -> the PyTorch shape it must have."""
     aliases: tuple[str, ...] = ()
     """Other names the module may have in the source."""
     flattened: Shape | None = None
     """For a dense layer on a flattened image: the image's (H, W, C)."""
+    gate: bool = False
+    """A dense layer of a squeeze-and-excitation gate (it feeds a `multiply`)."""
+    pointwise: bool = False
+    """A dense layer filled from a 1x1 conv (SE written with convs, as torchvision's)."""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -205,6 +219,56 @@ def _flattened_image(graph: Graph, name: str) -> Shape | None:
         source = node.inputs[0]
 
 
+def _gates(graph: Graph, name: str) -> bool:
+    """Whether a dense layer's output reaches a `multiply` through gate-like ops only."""
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        for user in graph.users(todo.pop()):
+            op = graph.node(user).op
+            if isinstance(op, ops.Multiply):
+                return True
+            if isinstance(op, (ops.Dense, *_SHAPE_KEEPING)) and user not in seen:
+                seen.add(user)
+                todo.append(user)
+    return False
+
+
+def _pointwise(unit: Unit) -> Unit:
+    """A gate's dense layer as the 1x1 conv PyTorch's squeeze-and-excitation writes."""
+    want = dict(unit.want)
+    want["weight"] = (*want["weight"], 1, 1)
+    return replace(unit, kind="conv", want=want, pointwise=True)
+
+
+def _shortcut_first(targets: list[Unit]) -> list[Unit]:
+    """Each block's projection moved before its body (RegNet's `proj`, run first)."""
+    out = list(targets)
+    for unit in targets:
+        block, found, _ = unit.node.partition(".residual.shortcut")
+        if not found:
+            continue
+        out.remove(unit)
+        first = next((i for i, u in enumerate(out) if u.node.startswith(f"{block}.")), None)
+        out.insert(len(out) if first is None else first, unit)
+    return out
+
+
+def variants(targets: list[Unit]) -> list[list[Unit]]:
+    """The network's units as a PyTorch model may hold them, most literal first.
+
+    As they are; with squeeze-and-excitation's dense layers as 1x1 convs
+    (torchvision's `SqueezeExcitation`); with projections before their block's body;
+    both. Each differs only where the network has such layers.
+    """
+    gated = [_pointwise(u) if u.gate else u for u in targets]
+    out = [targets]
+    for candidate in (gated, _shortcut_first(targets), _shortcut_first(gated)):
+        if candidate not in out:
+            out.append(candidate)
+    return out
+
+
 def units(graph: Graph) -> list[Unit]:
     """The network's units in graph order (aux heads included)."""
     out: list[Unit] = []
@@ -219,13 +283,24 @@ def units(graph: Graph) -> list[Unit]:
             out.append(Unit(name, "conv", _conv_want(shapes["kernel"], bias)))
         elif isinstance(op, ops.Dense):
             flat = _flattened_image(graph, name)
-            out.append(Unit(name, "linear", _linear_want(shapes["kernel"], bias), flattened=flat))
+            want = _linear_want(shapes["kernel"], bias)
+            gate = _gates(graph, name)
+            out.append(Unit(name, "linear", want, flattened=flat, gate=gate))
         elif isinstance(op, ops.BatchNorm):
             out.append(Unit(name, "norm", _norm_want(shapes["scale"][0])))
+        elif isinstance(op, ops.LayerNorm):
+            c = shapes["scale"]
+            out.append(Unit(name, "norm", {"weight": c, "bias": c}))
+        elif isinstance(op, ops.LayerScale):
+            out.append(Unit(name, "scale", {"layer_scale": (*shapes["scale"], 1, 1)}))
         elif isinstance(op, ops.Project):
             out.extend(_project_units(name, op, shapes))
-        else:  # pragma: no cover - a new op with parameters needs a rule here
-            raise AssertionError(f"no import rule for `{op.name}` parameters")
+        else:
+            raise ArchWeightsError(
+                f"cannot import into `{name}`: no PyTorch import rule for `{op.name}` "
+                "parameters yet",
+                help="convert these tensors yourself and save them with `save_weights`",
+            )
     return out
 
 
@@ -318,7 +393,7 @@ def pair_modules(
             why = unit.misfit(module)
             if why:
                 raise ArchWeightsError(
-                    f"cannot pair the remaining {kind} layers by position: "
+                    f"{_ORDER_ERROR} {kind} layers by position: "
                     f"{kind} {position + 1} of {len(mine)} does not fit",
                     notes=[
                         f"the network's {unit.describe()}",
@@ -347,8 +422,12 @@ def _convert(unit: Unit, leaf: str, array: np.ndarray) -> tuple[str, str, np.nda
     if unit.kind == "norm":
         tree = "state" if leaf in ("running_mean", "running_var") else "params"
         return tree, node_leaf.get(leaf, "scale"), array, False
+    if unit.kind == "scale":
+        return "params", "scale", array.reshape(-1), True
     if leaf == "bias":
         return "params", "bias", array, False
+    if unit.pointwise:
+        return "params", "kernel", array.reshape(array.shape[:2]).T, True
     if unit.kind == "conv":
         return "params", "kernel", np.transpose(array, (2, 3, 1, 0)), True
     if unit.flattened is not None:
@@ -387,10 +466,18 @@ def import_state_dict(
         ArchWeightsError: the mapping is ambiguous or incomplete; the message says why.
     """
     sources, skipped = modules(tensors)
-    targets = units(graph)
-    pairs, _, unused = pair_modules(
-        targets, sources, allow_missing=allow_missing, allow_unused=allow_unused
-    )
+    errors: list[ArchWeightsError] = []
+    for targets in variants(units(graph)):
+        try:
+            pairs, _, unused = pair_modules(
+                targets, sources, allow_missing=allow_missing, allow_unused=allow_unused
+            )
+            break
+        except ArchWeightsError as error:
+            errors.append(error)
+    else:
+        # A variant whose counts agreed but whose order did not says more than a count.
+        raise next((e for e in errors if e.message.startswith(_ORDER_ERROR)), errors[0])
     trees = _Trees()
     converted: list[str] = []
     no_stats: list[str] = []
@@ -445,6 +532,13 @@ def import_weights(
     allow_unused: bool = False,
 ) -> tuple[dict, dict, ImportReport]:
     """`import_state_dict` of a `.pth`/`.pt` or PyTorch-layout `.safetensors` file."""
-    return import_state_dict(
-        graph, read_state_dict(source), allow_missing=allow_missing, allow_unused=allow_unused
-    )
+    try:
+        return import_state_dict(
+            graph, read_state_dict(source), allow_missing=allow_missing, allow_unused=allow_unused
+        )
+    except ArchWeightsError as error:
+        if Path(source).suffix != ".safetensors" or not error.message.startswith(_ORDER_ERROR):
+            raise
+        raise ArchWeightsError(
+            error.message, notes=[*error.notes, UNORDERED_NOTE], help=error.help
+        ) from None

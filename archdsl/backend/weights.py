@@ -21,7 +21,8 @@ import numpy as np
 from safetensors.numpy import save
 
 from archdsl.errors import ArchError
-from archdsl.graph.shapes import format_shape
+from archdsl.graph.ir import Graph
+from archdsl.graph.shapes import Shape, format_shape
 from archdsl.io import write_bytes
 
 STATE_KEY = "archdsl.state"
@@ -71,17 +72,109 @@ def save_weights(path: str | Path, params: Tree, state: Tree) -> None:
     write_bytes(path, save(tensors, metadata=metadata), "weights")
 
 
-def load_weights(path: str | Path) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
+def load_weights(
+    path: str | Path, network: Graph | None = None, *, allow_missing: bool = False
+) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
     """Read `(params, state)` from a file written by `save_weights`, as NumPy arrays.
+
+    Given the `network` the weights are for, every batch norm of it that the file
+    has parameters for must have its running statistics in the file too (a file
+    without them would normalise with mean 0 and variance 1: silently wrong at
+    inference), unless `allow_missing`, which gives them their initial values. A
+    tensor the network names as state is read as state even where the file's
+    metadata does not list it (a file not written by archdsl).
 
     Raises:
         ArchWeightsError: the file is missing, not a safetensors file, or its metadata
-            is malformed.
+            is malformed; with `network`, batch-norm statistics are missing.
     """
     tensors, metadata = read_safetensors(path)
     state_names = state_names_of(metadata, path)
     params = unflatten({n: x for n, x in tensors.items() if n not in state_names})
     state = unflatten({n: x for n, x in tensors.items() if n in state_names})
+    if network is not None:
+        params, state = settle_state(
+            params, state, state_of(network), str(path), allow_missing=allow_missing
+        )
+    return params, state
+
+
+_INITIAL_STATE: Final = {"mean": 0.0, "var": 1.0}
+"""What a batch norm's running statistics start at (`--allow-missing` fills these in)."""
+MISSING_STATE_HELP: Final = (
+    "without them these layers normalise with mean 0 and variance 1, which is silently "
+    "wrong at inference: save weights with `archdsl.save_weights(path, params, state)` "
+    "(or `archdsl train`), bring PyTorch files in with `archdsl import-weights`, or pass "
+    "`--allow-missing` (`allow_missing=True`) to start them at mean 0, variance 1"
+)
+
+
+def state_of(network: Graph) -> dict[str, dict[str, Shape]]:
+    """The running state each layer of `network` needs: `{node: {leaf: shape}}`."""
+    needed: dict[str, dict[str, Shape]] = {}
+    for name, node in network.items():
+        shapes = node.op.state_shapes(*(network.node(i).shape for i in node.inputs))
+        if shapes:
+            needed[name] = dict(shapes)
+    return needed
+
+
+def settle_state(
+    params: Tree,
+    state: Tree,
+    needed: Mapping[str, Mapping[str, Shape]],
+    source: str,
+    *,
+    allow_missing: bool = False,
+) -> tuple[dict, dict]:
+    """Check that every layer the file has parameters for has its running state.
+
+    A tensor under `params` whose name the network gives to state (a file without
+    archdsl's `archdsl.state` metadata) moves to state. Layers the file has no
+    parameters for are left to the caller (a new head, or `check_weights`).
+
+    Args:
+        params: the file's parameters, `{node: {leaf: array}}`.
+        state: the file's running state.
+        needed: the network's running state, `{node: {leaf: shape}}` (`state_of`).
+        source: the file, for the message.
+        allow_missing: fill missing statistics with their initial values instead.
+
+    Returns:
+        `(params, state)`, new dicts.
+
+    Raises:
+        ArchWeightsError: naming each layer and the statistics it lacks.
+    """
+    params = {node: dict(leaves) for node, leaves in params.items()}
+    state = {node: dict(leaves) for node, leaves in state.items()}
+    lacking: dict[str, list[str]] = {}
+    for node, leaves in needed.items():
+        if node not in params:
+            continue
+        for leaf, shape in leaves.items():
+            if leaf in state.get(node, {}):
+                continue
+            if leaf in params[node]:
+                state.setdefault(node, {})[leaf] = params[node].pop(leaf)
+                continue
+            if allow_missing:
+                fill = np.full(shape, _INITIAL_STATE.get(leaf, 0.0), np.float32)
+                state.setdefault(node, {})[leaf] = fill
+                continue
+            lacking.setdefault(node, []).append(f"{node}.{leaf}")
+    if lacking:
+        layers = len(lacking)
+        raise ArchWeightsError(
+            f"`{source}` has no running statistics for {layers} batch norm"
+            f"{'s' if layers != 1 else ''} of the network",
+            notes=[
+                f"`{node}` lacks {', '.join(f'`{n}`' for n in names)}"
+                for node, names in list(lacking.items())[:8]
+            ]
+            + ([f"and {layers - 8} more layers"] if layers > 8 else []),
+            help=MISSING_STATE_HELP,
+        )
     return params, state
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from archdsl.errors import ArchError, ArchValueError
 from archdsl.lang import syntax as s
 from archdsl.lang.parser import parse
 from archdsl.lang.values import Value, evaluate
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def add_network_options(parser: argparse.ArgumentParser) -> None:
@@ -96,6 +98,8 @@ def _argument_value(pair: str, key: str, text: str) -> Value:
 
 def console(stream: object = None) -> Console:
     """A rich console: colour only on a terminal and without NO_COLOR; wide when piped."""
+    from rich.console import Console  # loaded by the commands that print tables only
+
     file = stream or sys.stdout
     tty = hasattr(file, "isatty") and file.isatty()  # type: ignore[union-attr]
     return Console(

@@ -49,6 +49,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="the weights to put in an `.onnx` file (default: freshly initialised, key 0)",
     )
+    parser.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="with --weights: let batch norms whose running statistics the file lacks "
+        "start at mean 0, variance 1",
+    )
     cost = parser.add_argument_group("memory and FLOPs for a batch")
     cost.add_argument(
         "--batch",
@@ -91,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     """Build, report, and optionally export."""
     if args.output:
         check_output(args.output, "exported model")  # before any work
+    if args.allow_missing and not args.weights:
+        raise ArchValueError("`--allow-missing` goes with `--weights FILE -o model.onnx`")
     graph = build_graph(
         args.spec,
         network=args.network,
@@ -121,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         if cost is not None:
             print_cost(cost, out)
     if args.output and args.output.endswith(".onnx"):
-        _write_onnx(graph, args.output, args.weights, out)
+        _write_onnx(graph, args.output, args.weights, out, allow_missing=args.allow_missing)
     elif args.output:
         if args.weights:
             raise ArchValueError(
@@ -165,7 +173,9 @@ def print_cost(cost: Cost, out: object) -> None:
         out.print(line)  # type: ignore[attr-defined]
 
 
-def _write_onnx(graph: Graph, path: str, weights: str | None, out: Console) -> None:
+def _write_onnx(
+    graph: Graph, path: str, weights: str | None, out: Console, *, allow_missing: bool = False
+) -> None:
     """Initialise or load (and check) the weights, then write the ONNX model."""
     import jax
 
@@ -178,7 +188,7 @@ def _write_onnx(graph: Graph, path: str, weights: str | None, out: Console) -> N
         params, state = model.init(jax.random.key(0))
         note = "freshly initialised weights (key 0; pass --weights FILE for trained ones)"
     else:
-        params, state = load_weights(weights)
+        params, state = load_weights(weights, graph, allow_missing=allow_missing)
         check_weights(params, state, *jax.eval_shape(model.init, jax.random.key(0)))
         note = f"weights from {weights}"
     onnx_model = export_onnx(graph, params, state, path)

@@ -23,6 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--weights", required=True, help="a .safetensors weights file")
     parser.add_argument("--input", required=True, help="a .npy batch, batch axis first")
     parser.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="let batch norms whose running statistics the weights lack start at "
+        "mean 0, variance 1",
+    )
+    parser.add_argument(
         "-o", "--output", help="write the outputs here as .npy (default: print them)"
     )
     parser.set_defaults(func=run)
@@ -32,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
     """Run the model; print the outputs unless `-o` names a file. Raises `ArchError`."""
     if args.output is not None:
         check_output(args.output)  # before any work
-    out = run_exported(args.model, args.weights, args.input, args.output)
+    out = run_exported(
+        args.model, args.weights, args.input, args.output, allow_missing=args.allow_missing
+    )
     if args.output is None:
         with np.printoptions(precision=6, suppress=True, threshold=sys.maxsize):
             print(out)

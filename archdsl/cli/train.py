@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import jax
 from rich.console import Console
 
 from archdsl.backend.weights import save_weights
@@ -21,9 +22,11 @@ from archdsl.train.cache import loads_any
 from archdsl.train.checkpoint import CHECKPOINT_NAME, Checkpoint, load_any_weights, load_checkpoint
 from archdsl.train.config import OPTIMIZERS, RESUME_KEYS, SCHEDULES, ArchTrainError, TrainConfig
 from archdsl.train.data import DIGITS, Split, load_data
+from archdsl.train.distributed import DEFAULT_TIMEOUT, Cluster, initialize, is_main
 from archdsl.train.loop import train
 from archdsl.train.parallel import check_batch, make_mesh
 from archdsl.train.steps import classes_of
+from archdsl.train.transfer import settle_init
 
 _AUTO = "<checkpoint-dir>"
 
@@ -85,7 +88,40 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="split each batch over this many devices (default 1)",
     )
     parser.add_argument(
+        "--shard-params",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="shard parameters and optimizer state over the mesh's `model` axis "
+        "(FSDP-style; see docs/scale.md)",
+    )
+    parser.add_argument(
+        "--model-axis",
+        type=int,
+        metavar="M",
+        help="with --shard-params: split each large tensor M ways; the mesh is "
+        "devices/M x M (default: all the devices)",
+    )
+    parser.add_argument(
         "--dtype", choices=("float32", "bfloat16"), help="compute dtype (default float32)"
+    )
+    group = parser.add_argument_group(
+        "several processes", "one run over many processes or machines (docs/scale.md)"
+    )
+    group.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a multi-process run; alone, the cluster comes from the environment "
+        "(SLURM, Kubernetes, TPU pods) as `jax.distributed.initialize()` detects it",
+    )
+    group.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
+    group.add_argument("--num-processes", type=int, metavar="N", help="processes in the run")
+    group.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1")
+    group.add_argument(
+        "--coordinator-timeout",
+        type=int,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"wait this long for the other processes (default {DEFAULT_TIMEOUT})",
     )
     parser.add_argument(
         "--test-fraction",
@@ -126,11 +162,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="BASE.safetensors",
         help="start from another network's weights, matched by name",
     )
+    parser.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="with --init: let batch norms whose running statistics the file lacks "
+        "start at mean 0, variance 1",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Train; exit 0 when all epochs ran, 130 when stopped by Ctrl-C (checkpoint saved)."""
+    cluster = _cluster(args)
+    if cluster is not None:
+        initialize(cluster)  # before anything touches JAX
     graph = build_graph(
         args.spec,
         network=args.network,
@@ -162,9 +207,17 @@ def run(args: argparse.Namespace) -> int:
             raise ArchTrainError(
                 f"`{path}` is a checkpoint of `{resume.network}`, not `{graph.name}`"
             )
+    if cluster is not None and args.devices is None:
+        args.devices = jax.device_count()  # every process's devices
+    if cluster is not None and args.cache_frozen:
+        raise ArchTrainError(
+            "`--cache-frozen` runs in one process: it writes the cached features as it goes",
+            help="cache in a one-process run first, or drop `--cache-frozen`",
+        )
     config = resolve_config(args, resume)
-    check_batch(config.batch_size, make_mesh(config.devices))  # before anything is printed
-    out = console()
+    # before anything is printed
+    check_batch(config.batch_size, make_mesh(config.devices, config.model_parts))
+    out = console() if is_main() else Console(quiet=True)
     (input_name,) = graph.inputs
     input_shape = graph.node(input_name).shape
     assert input_shape is not None
@@ -180,7 +233,9 @@ def run(args: argparse.Namespace) -> int:
     if args.init and resume is not None:
         out.print(f"resuming: `--init {args.init}` is not used (the checkpoint has the weights)")
     elif args.init:
-        init = load_any_weights(args.init)
+        init = settle_init(
+            graph, load_any_weights(args.init), args.init, allow_missing=args.allow_missing
+        )
 
     whole = graph
     cached = None
@@ -208,6 +263,8 @@ def run(args: argparse.Namespace) -> int:
         + (f", weight decay {config.weight_decay:g}" if config.weight_decay else "")
         + f", batch {config.batch_size}, {config.epochs} epochs, seed {config.seed}, "
         f"{config.devices} device{'s' if config.devices != 1 else ''}"
+        + (f" in {jax.process_count()} processes" if jax.process_count() > 1 else "")
+        + (f", params sharded {config.model_parts} ways" if config.shard_params else "")
         + (f", {config.dtype}" if config.dtype != "float32" else "")
     )
     if resume is not None:
@@ -240,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
             f"held-out accuracy {last.test_accuracy:.2%} after {last.epoch} epoch"
             f"{'s' if last.epoch != 1 else ''}"
         )
-    if cached is not None and result.weights is not None:
+    if cached is not None and result.weights is not None and is_main():
         # The run trained the head alone: the weights file gets the whole network.
         save_weights(result.weights, {**cached[0], **result.params}, {**cached[1], **result.state})
     if result.checkpoint is not None:
@@ -250,6 +307,20 @@ def run(args: argparse.Namespace) -> int:
     if result.weights is not None:
         out.print(f"weights    {result.weights}")
     return 130 if result.interrupted else 0
+
+
+def _cluster(args: argparse.Namespace) -> Cluster | None:
+    """The multi-process flags as a `Cluster`, or None for a plain one-process run."""
+    flags = (args.coordinator, args.num_processes, args.process_id)
+    if not args.distributed and all(flag is None for flag in flags):
+        return None
+    return Cluster(
+        coordinator=args.coordinator,
+        num_processes=args.num_processes,
+        process_id=args.process_id,
+        auto=args.distributed,
+        timeout=args.coordinator_timeout,
+    )
 
 
 def _cache_frozen(
@@ -301,6 +372,8 @@ def resolve_config(args: argparse.Namespace, resume: Checkpoint | None) -> Train
             values[field.name] = given
         elif field.name in saved:
             values[field.name] = saved[field.name]
+    if not values.get("shard_params") and args.model_axis is None:
+        values.pop("model_axis", None)  # a checkpoint's, for sharding this run turns off
     config = TrainConfig(**values)
     config.check()
     return config

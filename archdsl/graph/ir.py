@@ -247,7 +247,14 @@ def format_graph(graph: Graph) -> str:
 
 
 def with_shape(node: Node, shape: Shape) -> Node:
-    """The node with its shape set (by hand: `dataclasses.replace` is slow on hot paths)."""
-    return Node(
-        node.op, node.inputs, node.span, shape, node.synthetic, node.frozen, node.aux, node.trace
-    )
+    """The node with its shape set.
+
+    By hand, on the hottest path of the passes: `dataclasses.replace`, or even the
+    frozen `__init__` (one `object.__setattr__` per field), costs more than the shape
+    rule it records; a `Node` has no `__post_init__` to skip.
+    """
+    new = object.__new__(Node)
+    fields = new.__dict__
+    fields.update(node.__dict__)
+    fields["shape"] = shape
+    return new

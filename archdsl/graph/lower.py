@@ -27,9 +27,9 @@ from archdsl.graph.bind import (
     BindError,
     bind_block_arguments,
     bind_network_arguments,
-    bind_op,
     check_use_ranges,
 )
+from archdsl.graph.bind_memo import BindMemo
 from archdsl.graph.expansion import MAX_BLOCK_DEPTH, MAX_NODES, min_nodes
 from archdsl.graph.ir import AuxHead, Graph, Node, ShapeCheck
 from archdsl.graph.passes.infer_shapes import node_shape
@@ -147,6 +147,9 @@ class _Lowerer:
         self.scope_outputs: dict[str, str] = {}
         self.shapes: dict[str, Shape] = {}
         """Shapes inferred during lowering, for `in.c`; the pipeline infers all again."""
+        self.ops = BindMemo()
+        self.names = ChainMap(ops.OPS, program.definitions)
+        """Ops and blocks, for hints when a call has a second statement's words."""
 
     # entry ------------------------------------------------------------------------------
     def network(self, name: str | None, arguments: dict[str, Value]) -> Graph:
@@ -404,9 +407,8 @@ class _Lowerer:
     def _layer(
         self, op_class: type[ops.Op], call: s.Call, cur: str | None, ctx: _Ctx
     ) -> str | None:
-        names = ChainMap(ops.OPS, self.program.definitions)
         try:
-            op = bind_op(op_class, call, ctx.env, names)
+            op = self.ops.bind(op_class, call, ctx.env, self.names)
         except BindError as error:
             raise self._fail_all(error, ctx) from None
         if isinstance(op, ops.Input):

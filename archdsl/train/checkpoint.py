@@ -38,6 +38,7 @@ from archdsl.backend.weights import (
 )
 from archdsl.graph.shapes import format_shape
 from archdsl.io import make_output_dir, write_bytes
+from archdsl.train.distributed import to_host
 
 FORMAT_KEY: Final = "archdsl.format"
 FORMAT: Final = "checkpoint-1"
@@ -81,12 +82,14 @@ class Checkpoint:
         rng: jax.Array,
         **info: Any,
     ) -> Checkpoint:
-        """Copy the live training state to host memory."""
+        """Copy the live training state to host memory, whole: sharded arrays are
+        gathered, from every process in a multi-process run (all of them must call this)."""
+        params, state, opt_state = to_host((params, state, opt_state))
         leaves_with_paths, _ = jax.tree_util.tree_flatten_with_path(opt_state)
         return cls(
-            params=jax.device_get(params),
-            state=jax.device_get(state),
-            optimizer=[np.asarray(jax.device_get(leaf)) for _, leaf in leaves_with_paths],
+            params=params,
+            state=state,
+            optimizer=[np.asarray(leaf) for _, leaf in leaves_with_paths],
             optimizer_paths=[jax.tree_util.keystr(path) for path, _ in leaves_with_paths],
             rng=np.asarray(jax.device_get(jax.random.key_data(rng))),
             **info,
@@ -115,7 +118,8 @@ class Checkpoint:
                     f"optimizer tensor {path} is {format_shape(got.shape) or 'scalar'} "
                     f"in the checkpoint, expected {format_shape(np.shape(want)) or 'scalar'}"
                 )
-            leaves.append(np.asarray(got, dtype=np.asarray(want).dtype))
+            dtype = want.dtype if hasattr(want, "dtype") else np.asarray(want).dtype
+            leaves.append(np.asarray(got, dtype=dtype))
         return jax.tree_util.tree_unflatten(treedef, leaves)
 
     def info(self) -> dict[str, Any]:

@@ -59,11 +59,22 @@ class TrainConfig:
     """SGD's momentum (0 for plain SGD)."""
     seed: int = 0
     devices: int = 1
+    shard_params: bool = False
+    """Shard parameters and optimizer state over the mesh's `model` axis (`train.sharding`)."""
+    model_axis: int | None = None
+    """The size of the `model` axis; None: all the devices with `shard_params`, else 1."""
     dtype: str = "float32"
     keep_best: int = 0
     """Keep copies of the checkpoints of the best K epochs by held-out accuracy (0: none)."""
     early_stop: int = 0
     """Stop after this many epochs without a better held-out accuracy (0: never)."""
+
+    @property
+    def model_parts(self) -> int:
+        """The size of the mesh's `model` axis in force."""
+        if self.model_axis is not None:
+            return self.model_axis
+        return self.devices if self.shard_params else 1
 
     @property
     def learning_rate(self) -> float:
@@ -89,6 +100,14 @@ class TrainConfig:
         ):
             if value < low:
                 raise ArchTrainError(f"`{name}` must be at least {low}, got {value}")
+        if self.model_axis is not None:
+            if not self.shard_params:
+                raise ArchTrainError(
+                    f"`--model-axis {self.model_axis}` does nothing without `--shard-params`",
+                    help="add `--shard-params`, or drop `--model-axis`",
+                )
+            if self.model_axis < 1:
+                raise ArchTrainError(f"`--model-axis` must be at least 1, got {self.model_axis}")
         if not 0 <= self.seed <= MAX_SEED:
             raise ArchTrainError(f"`--seed` must be in 0..{MAX_SEED} (2**63 - 1), got {self.seed}")
         if not self.learning_rate > 0 or not math.isfinite(self.learning_rate):

@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
@@ -49,9 +49,11 @@ from archdsl.train.config import (
     Tree,
 )
 from archdsl.train.data import Split, epoch_order
+from archdsl.train.distributed import any_process, is_main, to_host
 from archdsl.train.metrics import METRICS_NAME, MetricsLog
-from archdsl.train.parallel import check_batch, make_mesh, replicate, replicated, shard_batch
+from archdsl.train.parallel import check_batch, local_rows, make_batch, make_mesh
 from archdsl.train.progress import EpochStats, Timing, format_epoch, progress_bar
+from archdsl.train.sharding import Layout, device_bytes, put
 from archdsl.train.steps import (
     classes_of,
     cross_entropy,
@@ -109,6 +111,8 @@ class TrainResult:
     """Stopped by `--early-stop`: held-out accuracy had stopped improving."""
     metrics: Path | None = None
     """The metrics log (`metrics.jsonl`), when there is a checkpoint folder."""
+    memory: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """`{"params"|"optimizer": (bytes on the first device, bytes in all)}` as placed."""
 
     @property
     def test_accuracy(self) -> float:
@@ -197,8 +201,11 @@ class _Run:
         out: Console,
     ) -> None:
         self.graph, self.data, self.config, self.out = graph, data, config, out
-        self.mesh = make_mesh(config.devices)
+        self.mesh = make_mesh(config.devices, config.model_parts)
+        self.layout = Layout(self.mesh, config.shard_params)
+        self.main = is_main()  # the process that logs and writes files
         check_batch(config.batch_size, self.mesh)
+        self.rows = local_rows(self.mesh, config.batch_size)
         self.steps_per_epoch = len(data.train) // config.batch_size
         if self.steps_per_epoch == 0:
             raise ArchTrainError(
@@ -207,7 +214,7 @@ class _Run:
                 help=f"use at most {len(data.train)}",
             )
         self.folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
-        if self.folder is not None:  # before any work: a file or a read-only folder fails now
+        if self.folder is not None and self.main:  # a file or a read-only folder fails now
             check_output_dir(self.folder, "checkpoint folder")
             clean_stale_temps(self.folder)  # left by a run that was killed mid-write
         _check_parameter_memory(graph, config)
@@ -215,20 +222,37 @@ class _Run:
         self.aux_weights = {name: head.weight for name, head in graph.aux.items()}
         key = jax.random.key(config.seed)
         self.dropout_key = jax.random.fold_in(key, 1)
-        self.params, self.state = self.model.init(jax.random.fold_in(key, 0))
+        self.params, self.state = self._init(jax.random.fold_in(key, 0))
         self.optimizer = make_optimizer(config, self.steps_per_epoch * config.epochs)
         self.schedule = make_schedule(config, self.steps_per_epoch * config.epochs)
         self.log: MetricsLog | None = None
         self.early_stopped = False
         self.current_epoch = 0
         trainable, _ = partition(self.params, self.model.trainable(self.params))
-        self.opt_state = self.optimizer.init(trainable)
+        self.opt_state = self._init_optimizer(trainable)
         self.start = _Live(trainable, self.state, self.opt_state, 0, 0, _NO_SUMS)
         self.start_epoch = 0
         self.history: list[EpochStats] = []
         self.match: MatchReport | None = None
         self.checkpoint = self.folder / CHECKPOINT_NAME if self.folder is not None else None
         self.saved: Path | None = None
+        self.memory: dict[str, tuple[int, int]] = {}
+
+    def _init(self, key: jax.Array) -> tuple[Tree, Tree]:
+        """The seeded weights; with `--shard-params`, made in place, shard by shard, so a
+        network bigger than one device is never whole on one."""
+        if not self.config.shard_params:
+            return self.model.init(key)
+        shapes = jax.eval_shape(self.model.init, key)
+        shardings = (self.layout.of(shapes[0]), self.layout.replicated)
+        return jax.jit(self.model.init, out_shardings=shardings)(key)
+
+    def _init_optimizer(self, trainable: Tree) -> Any:
+        """The optimizer's initial state, sharded like the parameters with `--shard-params`."""
+        if not self.config.shard_params:
+            return self.optimizer.init(trainable)
+        shapes = jax.eval_shape(self.optimizer.init, trainable)
+        return jax.jit(self.optimizer.init, out_shardings=self.layout.of(shapes))(trainable)
 
     # starting points ------------------------------------------------------------------------
     def load(self, init: tuple[Tree, Tree], name: str) -> None:
@@ -279,7 +303,7 @@ class _Run:
 
     def open_log(self, resume: Checkpoint | None) -> None:
         """Start the metrics log, or continue it from the checkpoint's step."""
-        if self.folder is None:
+        if self.folder is None or not self.main:
             return
         if resume is not None and resume.epoch >= self.config.epochs and resume.position == 0:
             return  # nothing left to train: write nothing, anywhere
@@ -295,18 +319,30 @@ class _Run:
     # the loop -------------------------------------------------------------------------------
     def loop(self, progress: bool, on_step: StepHook | None) -> TrainResult:
         """Train the remaining epochs; stop cleanly on Ctrl-C."""
-        config, mesh = self.config, self.mesh
+        config, layout = self.config, self.layout
         _, frozen = partition(self.params, self.model.trainable(self.params))
-        self.frozen = replicate(frozen, mesh)
-        self.train_step = make_train_step(
-            self.model, self.optimizer, self.aux_weights, replicated(mesh)
-        )
-        self.eval_step = make_eval_step(self.model, replicated(mesh))
+        self.frozen = layout.place(frozen)
         live = self.start._replace(
-            trainable=replicate(self.start.trainable, mesh),
-            state=replicate(self.start.state, mesh),
-            opt_state=replicate(self.start.opt_state, mesh),
+            trainable=layout.place(self.start.trainable),
+            state=put(self.start.state, layout.replicated),
+            opt_state=layout.place(self.start.opt_state),
         )
+        self.params = self.state = self.opt_state = None  # no second copy on a device
+        self.start = live
+        shardings = (
+            layout.of(live.trainable),
+            layout.replicated,
+            layout.of(live.opt_state),
+            layout.replicated,
+        )
+        self.train_step = make_train_step(self.model, self.optimizer, self.aux_weights, shardings)
+        self.eval_step = make_eval_step(self.model, layout.replicated)
+        self.memory = {
+            "params": _add(device_bytes(live.trainable), device_bytes(self.frozen)),
+            "optimizer": device_bytes(live.opt_state),
+        }
+        if config.shard_params:
+            self.out.print(_memory_line(self.memory, layout.parts))
         if self.start_epoch >= config.epochs:
             self.out.print(
                 f"nothing to do: the checkpoint has {self.start_epoch} epochs, "
@@ -323,7 +359,7 @@ class _Run:
         self.timing = Timing()
         self.live = live
         epoch = self.start_epoch
-        with _StopOnInterrupt() as stop, progress_bar(self.out, progress) as bar:
+        with _StopOnInterrupt() as stop, progress_bar(self.out, progress and self.main) as bar:
             try:
                 for epoch in range(self.start_epoch, config.epochs):
                     self.epoch(
@@ -333,7 +369,7 @@ class _Run:
                             (on_step is not None and bool(on_step(step))) or stop.requested
                         ),
                     )
-                    if stop.requested:
+                    if any_process(stop.requested):
                         raise _Stop
                     if should_stop(self.history, config.early_stop):
                         self.early_stopped = True
@@ -374,7 +410,7 @@ class _Run:
                 acc=sums[2] / sums[3],
                 rate=self.timing.rate,
             )
-            if should_stop(self.live.step):
+            if any_process(should_stop(self.live.step)):
                 raise _Stop
         test_loss, test_accuracy = evaluate(
             self.eval_step,
@@ -409,13 +445,14 @@ class _Run:
             )
         self.live = self.live._replace(position=0, sums=_NO_SUMS)
         self.save(epoch + 1, self.live)
-        if config.keep_best and self.folder is not None and self.checkpoint is not None:
+        if config.keep_best and self.main and self.folder is not None and self.checkpoint:
             keep_best(self.folder, self.checkpoint, self.history, config.keep_best)
 
     def step(self, index: np.ndarray) -> None:
         """One optimizer step on the examples at `index`."""
         live = self.live
-        x, y = shard_batch((self.data.train.x[index], self.data.train.y[index]), self.mesh)
+        mine = index[self.rows]  # this process reads only its own rows of the batch
+        x, y = make_batch((self.data.train.x[mine], self.data.train.y[mine]), self.mesh, len(index))
         tick = time.perf_counter()
         trainable, state, opt_state, metrics = self.train_step(
             live.trainable,
@@ -478,22 +515,21 @@ class _Run:
         if self.checkpoint is None:
             return
         loss, main, correct, examples = live.sums
-        save_checkpoint(
-            self.checkpoint,
-            Checkpoint.capture(
-                merge(live.trainable, self.frozen),
-                live.state,
-                live.opt_state,
-                self.dropout_key,
-                step=live.step,
-                epoch=epoch,
-                position=live.position,
-                network=self.graph.name,
-                config={**self.config.to_json(), "data": _data_info(self.data)},
-                history=[h.to_json() for h in self.history],
-                partial={"loss": loss, "main": main, "correct": correct, "examples": examples},
-            ),
+        checkpoint = Checkpoint.capture(  # every process: gathering shards is a collective
+            merge(live.trainable, self.frozen),
+            live.state,
+            live.opt_state,
+            self.dropout_key,
+            step=live.step,
+            epoch=epoch,
+            position=live.position,
+            network=self.graph.name,
+            config={**self.config.to_json(), "data": _data_info(self.data)},
+            history=[h.to_json() for h in self.history],
+            partial={"loss": loss, "main": main, "correct": correct, "examples": examples},
         )
+        if self.main:
+            save_checkpoint(self.checkpoint, checkpoint)
         self.saved = self.checkpoint
 
     def finish(
@@ -501,10 +537,10 @@ class _Run:
     ) -> TrainResult:
         """The result; the weights file when there is a checkpoint folder and `write`
         (a resumed run with nothing to do writes nothing, anywhere)."""
-        params = jax.device_get(merge(live.trainable, self.frozen))
-        state = jax.device_get(live.state)
+        params = to_host(merge(live.trainable, self.frozen))
+        state = to_host(live.state)
         weights = None
-        if self.folder is not None and write:
+        if self.folder is not None and write and self.main:
             from archdsl.backend.weights import save_weights
 
             make_output_dir(self.folder, "checkpoint folder")
@@ -522,10 +558,26 @@ class _Run:
             self.match,
             self.early_stopped,
             self.log.path if self.log is not None else None,
+            self.memory,
         )
 
 
 _NO_SUMS: Final = (0.0, 0.0, 0.0, 0)
+
+
+def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    return a[0] + b[0], a[1] + b[1]
+
+
+def _memory_line(memory: dict[str, tuple[int, int]], parts: int) -> str:
+    """`sharding params 1.2 MiB of 2.4 MiB per device, ...`: what `--shard-params` saved."""
+    from archdsl.io import format_bytes
+
+    shown = ", ".join(
+        f"{name} {format_bytes(held)} of {format_bytes(total)}"
+        for name, (held, total) in memory.items()
+    )
+    return f"sharding {shown} per device (model axis {parts})"
 
 
 def _check_parameter_memory(graph: Graph, config: TrainConfig) -> None:

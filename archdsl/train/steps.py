@@ -22,7 +22,7 @@ from archdsl.graph.ir import Graph
 from archdsl.graph.shapes import format_shape
 from archdsl.train.config import ArchTrainError, TrainConfig, Tree
 from archdsl.train.data import Dataset
-from archdsl.train.parallel import shard_batch
+from archdsl.train.parallel import local_rows, make_batch
 
 
 # the loss -----------------------------------------------------------------------------------
@@ -126,7 +126,8 @@ def make_train_step(
     sharding: Any = None,
 ) -> Callable[..., tuple[Tree, Tree, Any, dict[str, jax.Array]]]:
     """`step(trainable, frozen, state, opt_state, x, y, key) -> (trainable, state,
-    opt_state, metrics)`, jitted; with `sharding`, every output is placed by it."""
+    opt_state, metrics)`, jitted; with `sharding` (one sharding, or a tree of them that
+    is a prefix of the outputs), the outputs are placed by it."""
 
     def loss_fn(
         trainable: Tree, frozen: Tree, state: Tree, x: jax.Array, y: jax.Array, key: jax.Array
@@ -185,18 +186,21 @@ def evaluate(
     batch_size: int,
     mesh: Any,
 ) -> tuple[float, float]:
-    """Mean loss and accuracy over a dataset, in padded batches."""
+    """Mean loss and accuracy over a dataset, in padded batches; each process reads only
+    its own rows of each batch (`parallel.local_rows`)."""
     loss = correct = 0.0
+    rows = local_rows(mesh, batch_size)
     for start in range(0, len(data), batch_size):
-        x = data.x[start : start + batch_size]
-        y = data.y[start : start + batch_size]
-        pad = batch_size - len(y)
-        weight = np.ones(len(y), np.float32)
+        index = np.arange(start, start + batch_size)[rows]
+        real = index[index < len(data)]
+        pad = len(index) - len(real)
+        x, y = data.x[real], data.y[real]
+        weight = np.ones(len(real), np.float32)
         if pad:
             x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
             y = np.concatenate([y, np.zeros(pad, y.dtype)])
             weight = np.concatenate([weight, np.zeros(pad, np.float32)])
-        out = eval_step(params, state, *shard_batch((x, y, weight), mesh))
+        out = eval_step(params, state, *make_batch((x, y, weight), mesh, batch_size))
         loss += float(out["loss"])
         correct += float(out["correct"])
     return loss / len(data), correct / len(data)

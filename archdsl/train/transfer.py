@@ -15,7 +15,15 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from archdsl.backend.weights import ArchWeightsError, check_dtypes, flatten, unflatten
+from archdsl.backend.weights import (
+    ArchWeightsError,
+    check_dtypes,
+    flatten,
+    settle_state,
+    state_of,
+    unflatten,
+)
+from archdsl.graph.ir import Graph
 from archdsl.graph.shapes import Shape, format_shape
 
 Tree = dict[str, dict[str, Any]]
@@ -147,6 +155,21 @@ def match_weights(
     new_params = {node: trees[0].get(node, {}) for node in params}
     new_state = {node: trees[1].get(node, {}) for node in state}
     return new_params, new_state, report
+
+
+def settle_init(
+    graph: Graph, init: tuple[Tree, Tree], source: str, *, allow_missing: bool = False
+) -> tuple[Tree, Tree]:
+    """`--init`'s weights, checked: each batch norm they give parameters for has its statistics.
+
+    A layer of `graph` the file has parameters for is loaded from it; if it is a batch
+    norm, its running statistics must come too (`weights.settle_state`), unless
+    `allow_missing`. Layers the file does not have (a new head) start afresh.
+
+    Raises:
+        ArchWeightsError: naming the layers and the statistics they lack.
+    """
+    return settle_state(*init, state_of(graph), source, allow_missing=allow_missing)
 
 
 def check_match(report: MatchReport, source: str, network: str) -> None:

@@ -37,9 +37,18 @@ def check_limits(graph: Graph) -> Graph:
         ArchValueError: the parameter count is absurd.
     """
     total = 0
+    counts: dict[tuple[object, ...], int] = {}  # a repeated layer is counted once
     for _, node in graph.items():
         in_shapes = [graph.node(i).shape for i in node.inputs]
-        count = sum(math.prod(s) for s in node.op.param_shapes(*in_shapes).values())
+        key = (node.op, *in_shapes)
+        try:
+            count = counts.get(key)
+        except TypeError:  # an op with an unhashable attribute
+            count = key = None
+        if count is None:
+            count = sum(math.prod(s) for s in node.op.param_shapes(*in_shapes).values())
+            if key is not None:
+                counts[key] = count
         total += count
         if total > MAX_PARAMS:
             raise ArchValueError(

@@ -18,10 +18,22 @@ def infer_shapes(graph: Graph) -> Graph:
         ArchShapeError: an op's shape rule rejects its input shapes, or a shape is absurd.
     """
     graph = graph.copy()
+    # Shape rules are pure: an equal op on equal shapes (a repeated layer) gives the
+    # shape found before. A rule that fails is run, and reports, every time.
+    known: dict[tuple[object, ...], Shape] = {}
     for name in graph.order():
         node = graph.node(name)
         in_shapes = [graph.node(i).shape for i in node.inputs]
-        graph.replace(name, with_shape(node, node_shape(name, node, in_shapes)))  # type: ignore[arg-type]
+        key = (node.op, *in_shapes)
+        try:
+            shape = known.get(key)
+        except TypeError:  # an op with an unhashable attribute
+            shape = key = None
+        if shape is None:
+            shape = node_shape(name, node, in_shapes)  # type: ignore[arg-type]
+            if key is not None:
+                known[key] = shape
+        graph.replace(name, with_shape(node, shape))
     return graph
 
 
