@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeAlias
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from archdsl.backend import loopconv
+from archdsl.backend.draws import KernelInit, Request
 from archdsl.graph import ops
 from archdsl.graph.shapes import Shape
 
@@ -78,34 +81,28 @@ def lowers(*classes: type[ops.Op]) -> Callable[[Lowering], Lowering]:
     return register
 
 
-def conv_kernel_init(key: jax.Array, shape: Shape, dtype: Any = jnp.float32) -> jax.Array:
-    """He normal with fan_out, as torchvision's ResNet and VGG initialise conv kernels.
-
-    `kaiming_normal_(mode="fan_out", nonlinearity="relu")`: std `sqrt(2 / (kh*kw*out))`.
-    """
-    fan_out = math.prod(shape[:-2]) * shape[-1]
-    return _flat_sample(jax.random.normal, key, shape, dtype) * math.sqrt(2.0 / fan_out)
-
-
-def dense_kernel_init(key: jax.Array, shape: Shape, dtype: Any = jnp.float32) -> jax.Array:
-    """Glorot normal, as Keras' `glorot_normal`: truncated to two std, variance 2/(in+out)."""
-    fan_in, fan_out = math.prod(shape[:-1]), shape[-1]
-    # The std of a standard normal truncated to (-2, 2), as jax.nn.initializers uses.
-    std = math.sqrt(2.0 / (fan_in + fan_out)) / 0.87962566103423978
-    return _flat_sample(_truncated_normal, key, shape, dtype) * std
+def _fan_out_std(shape: Shape) -> float:
+    return math.sqrt(2.0 / (math.prod(shape[:-2]) * shape[-1]))
 
 
 def _truncated_normal(key: jax.Array, shape: Shape, dtype: Any) -> jax.Array:
     return jax.random.truncated_normal(key, -2.0, 2.0, shape, dtype)
 
 
-def _flat_sample(
-    sample: Callable[..., jax.Array], key: jax.Array, shape: Shape, dtype: Any
-) -> jax.Array:
-    # Same distribution as drawing `shape` directly, but XLA on CPU compiles a flat
-    # threefry several times faster than a rank-4 one (jax 0.10: ResNet-50's init
-    # compiles in 9.5 s instead of 14.7 s on 2 cores).
-    return sample(key, (math.prod(shape),), dtype).reshape(shape)
+def _glorot_std(shape: Shape) -> float:
+    fan_in, fan_out = math.prod(shape[:-1]), shape[-1]
+    # The std of a standard normal truncated to (-2, 2), as jax.nn.initializers uses.
+    return math.sqrt(2.0 / (fan_in + fan_out)) / 0.87962566103423978
+
+
+conv_kernel_init = KernelInit(jax.random.normal, _fan_out_std)
+"""He normal with fan_out, as torchvision's ResNet and VGG initialise conv kernels.
+
+`kaiming_normal_(mode="fan_out", nonlinearity="relu")`: std `sqrt(2 / (kh*kw*out))`.
+"""
+
+dense_kernel_init = KernelInit(_truncated_normal, _glorot_std)
+"""Glorot normal, as Keras' `glorot_normal`: truncated to two std, variance 2/(in+out)."""
 
 
 _LEAF_INIT: dict[str, Callable[[tuple[int, ...]], jax.Array]] = {
@@ -118,23 +115,47 @@ _STATE_INIT: dict[str, Callable[[tuple[int, ...]], jax.Array]] = {
 }
 
 
+@dataclass(frozen=True, eq=False)
+class Initialiser:
+    """A node's parameters: exactly the leaves `op.param_shapes` names (the op is the
+    one authority), constants but for the kernel, drawn from `kernel_init`.
+
+    `init(key)` builds them alone; `compile_graph` instead draws every kernel of the
+    network at once (`draws.draw_all`, the same values) and calls `build`.
+    """
+
+    shapes: dict[str, Shape]
+    kernel_init: Callable[..., jax.Array] | None
+    op_name: str
+
+    def __call__(self, key: jax.Array) -> Leaves:
+        kernel = None
+        if "kernel" in self.shapes:
+            assert self.kernel_init is not None, f"`{self.op_name}` has a kernel but no initialiser"
+            kernel = self.kernel_init(key, self.shapes["kernel"], jnp.float32)
+        return self.build(kernel)
+
+    def build(self, kernel: jax.Array | None) -> Leaves:
+        """The leaves, given the kernel (None when the op has none)."""
+        return {
+            leaf: kernel if leaf == "kernel" else _LEAF_INIT[leaf](shape)
+            for leaf, shape in self.shapes.items()
+        }
+
+    def kernel_request(self, indices: tuple[int, ...]) -> Request | None:
+        """The kernels `draws.draw_all` should draw for nodes `indices` initialised alike,
+        or None if there is no kernel or its initialiser is not a `KernelInit`."""
+        shape = self.shapes.get("kernel")
+        if shape is None or not isinstance(self.kernel_init, KernelInit):
+            return None
+        return Request(self.kernel_init, indices, shape)
+
+
 def initialiser(
     op: ops.Op, inputs: tuple[Shape, ...], kernel_init: Callable[..., jax.Array] | None
-) -> Callable[[jax.Array], Leaves]:
-    """Build exactly the leaves `op.param_shapes` names: the op is the one authority."""
-    shapes = op.param_shapes(*inputs)
-
-    def init(key: jax.Array) -> Leaves:
-        leaves: Leaves = {}
-        for leaf, shape in shapes.items():
-            if leaf == "kernel":
-                assert kernel_init is not None, f"`{op.name}` has a kernel but no initialiser"
-                leaves[leaf] = kernel_init(key, shape, jnp.float32)
-            else:
-                leaves[leaf] = _LEAF_INIT[leaf](shape)
-        return leaves
-
-    return init
+) -> Initialiser:
+    """The initialiser of `op`'s parameters, given its input shapes."""
+    return Initialiser(op.param_shapes(*inputs), kernel_init, op.name)
 
 
 def state_initialiser(op: ops.Op, inputs: tuple[Shape, ...]) -> Callable[[], Leaves]:
@@ -177,6 +198,9 @@ def conv(
     dilation: tuple[int, int] = (1, 1),
     groups: int = 1,
 ) -> jax.Array:
+    if loopconv.active():
+        # XLA's CPU compiler would run this one's gradient on its slow path (see loopconv).
+        return loopconv.conv(x, kernel, stride, pads, dilation, groups)
     return lax.conv_general_dilated(
         x,
         kernel,

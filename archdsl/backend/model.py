@@ -7,6 +7,7 @@ with parameters named by node. `CompiledModel` holds the jitted `init` and `appl
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,9 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from archdsl.backend import packing
+from archdsl.backend import draws, loopconv, packing
 from archdsl.backend.layer import (
     LOWERINGS,
+    Initialiser,
     Layer,
     Leaves,
     Lowering,
@@ -112,6 +114,11 @@ class CompiledModel:
         return out
 
 
+MIN_SCANNED = 3
+"""The fewest instances a run needs to be looped. XLA spends more compiling a loop (its
+forward and backward bodies) than two unrolled blocks: ResNet-152's training step
+compiled in 15.7 CPU seconds with its two 2-block runs looped, 12.3 with them unrolled."""
+
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
@@ -122,12 +129,15 @@ def compile_graph(graph: Graph, *, dtype: str = "float32", scan: bool = False) -
         graph: the front end's output.
         dtype: the compute dtype: `"float32"`, or `"bfloat16"` to run in bf16 while
             parameters and batch-norm statistics stay float32.
-        scan: loop each run of identical chained blocks (`graph.repeats.find_runs`)
-            with `jax.lax.scan` over stacked parameters, so XLA compiles the block
-            once; False (the default) unrolls every node. Same parameter names, same
-            results to float rounding. Opt-in for now: on CPU it cuts ResNet-152's time to
-            the first step by about half, but each step runs about 1.5x slower
-            (bench/first_step.py), so it is not yet the default.
+        scan: loop each run of identical chained blocks (`graph.repeats.find_runs`,
+            at least `MIN_SCANNED` of them) with `jax.lax.scan` over stacked
+            parameters, so XLA compiles the block once; False (the default) unrolls every node. Same parameter names, same
+            results to float rounding. A step that carries packed params
+            (`init(key, packed=True)`) compiles in about half the unrolled time and runs
+            within about 5% of its speed (bench/first_step.py); one that carries
+            per-layer params stacks and splits every run inside each call, which costs
+            more than it saves (ResNet-101 on CPU: +19% per step, compile 1.6x the
+            unrolled one). Opt-in until the training loop carries packed params.
 
     Returns:
         The `CompiledModel`; nothing is traced until `init` or `apply` is called.
@@ -149,43 +159,53 @@ def compile_graph(graph: Graph, *, dtype: str = "float32", scan: bool = False) -
         for name, node in graph.items()
         if node.op.param_shapes(*(graph.node(i).shape for i in node.inputs))
     }
-    runs = tuple(find_runs(graph)) if scan else ()
+    runs = tuple(r for r in find_runs(graph) if len(r.instances) >= MIN_SCANNED) if scan else ()
     plan = _plan(order, runs)
 
     def init(key: jax.Array, packed: bool = False) -> tuple[Params, State]:
-        params: Params = {}
-        state: State = {}
         # Each node's key is `fold_in(key, its index)`, drawn for all nodes in one
-        # vectorised call: one threefry to compile instead of one per node.
+        # vectorised call; every kernel is then drawn in one call per initialiser
+        # (`draws`): a few samplers to compile instead of one per distinct shape.
         node_keys = _fold_in_many(key, range(len(order)))
+        # (where in the packed tree, the nodes initialised alike): a run's body node
+        # across its instances, stacked; any other node alone.
+        groups: list[tuple[tuple[str, str | None], list[str]]] = []
         for step in plan:
             if isinstance(step, Run):
-                # One traced init per body node, vmapped over the instances' keys:
-                # the same values as initialising each node alone.
-                group, running_group = {}, {}
                 for rel, _ in step.body:
                     names = [step.node(i, rel) for i in range(len(step.instances))]
-                    keys = node_keys[np.array([index[n] for n in names])]
-                    leaves = jax.vmap(layers[names[0]].init)(keys)
-                    if leaves:
-                        group[rel] = leaves
-                    running = layers[names[0]].state()
-                    if running:
-                        count = len(names)
-                        running_group[rel] = {
-                            k: jnp.broadcast_to(v, (count, *v.shape)) for k, v in running.items()
-                        }
-                if group:
-                    params[packing.run_key(step)] = group
-                if running_group:
-                    state[packing.run_key(step)] = running_group
-                continue
-            leaves = layers[step].init(node_keys[index[step]])
-            if leaves:
-                params[step] = leaves
-            running = layers[step].state()
-            if running:
-                state[step] = running
+                    groups.append(((packing.run_key(step), rel), names))
+            else:
+                groups.append(((step, None), [step]))
+        requests = {}
+        for g, (_, names) in enumerate(groups):
+            init_fn = layers[names[0]].init
+            if isinstance(init_fn, Initialiser):
+                request = init_fn.kernel_request(tuple(index[n] for n in names))
+                if request is not None:
+                    requests[g] = request
+        drawn = draws.draw_all(node_keys, list(requests.values()))
+        kernels = dict(zip(requests, drawn, strict=True))
+        params: Params = {}
+        state: State = {}
+        for g, ((top, rel), names) in enumerate(groups):
+            layer = layers[names[0]]
+            if g in kernels:
+                assert isinstance(layer.init, Initialiser)
+                leaves = jax.vmap(layer.init.build)(kernels[g])
+            else:
+                # One traced init vmapped over the nodes' keys: the same values as
+                # initialising each node alone.
+                leaves = jax.vmap(layer.init)(node_keys[np.array([index[n] for n in names])])
+            running = layer.state()
+            running = {k: jnp.broadcast_to(v, (len(names), *v.shape)) for k, v in running.items()}
+            for tree, value in ((params, leaves), (state, running)):
+                if not value:
+                    continue
+                if rel is None:
+                    tree[top] = {k: v[0] for k, v in value.items()}
+                else:
+                    tree.setdefault(top, {})[rel] = value
         if packed:
             return params, state
         return packing.unpack(params, runs), packing.unpack(state, runs)
@@ -235,18 +255,21 @@ def compile_graph(graph: Graph, *, dtype: str = "float32", scan: bool = False) -
         def body(carry: jax.Array, slices: dict[str, Any]) -> tuple[jax.Array, State]:
             env = {EXTERNAL: carry}
             updates: State = {}
-            for rel, inputs in run.body:
-                out, running = run_node(
-                    f"{first}.{rel}",
-                    slices["params"].get(rel, {}),
-                    slices["state"].get(rel, {}),
-                    tuple(env[i] for i in inputs),
-                    train,
-                    slices["keys"].get(rel),
-                )
-                if running:
-                    updates[rel] = running
-                env[rel] = out
+            # Training is what differentiates the body: canonical gradient convolutions
+            # then (see loopconv); at inference plain ones, so `jax.jvp` still works.
+            with loopconv.inside_loop() if train else contextlib.nullcontext():
+                for rel, inputs in run.body:
+                    out, running = run_node(
+                        f"{first}.{rel}",
+                        slices["params"].get(rel, {}),
+                        slices["state"].get(rel, {}),
+                        tuple(env[i] for i in inputs),
+                        train,
+                        slices["keys"].get(rel),
+                    )
+                    if running:
+                        updates[rel] = running
+                    env[rel] = out
             return env[run.output], updates
 
         return lax.scan(body, x, xs)
