@@ -6,7 +6,9 @@ import math
 
 from archdsl.errors import ArchShapeError, ArchValueError
 from archdsl.graph.ir import Graph
-from archdsl.graph.shapes import format_shape
+from archdsl.graph.ops import Op
+from archdsl.graph.passes.per_op import PerOp
+from archdsl.graph.shapes import Shape, format_shape
 
 MAX_PARAMS = 10**12
 """A trillion parameters (4 TB of float32): beyond what any single model here could hold."""
@@ -37,18 +39,14 @@ def check_limits(graph: Graph) -> Graph:
         ArchValueError: the parameter count is absurd.
     """
     total = 0
-    counts: dict[tuple[object, ...], int] = {}  # a repeated layer is counted once
+    counts: PerOp[int] = PerOp()  # a repeated layer is counted once
     for _, node in graph.items():
         in_shapes = [graph.node(i).shape for i in node.inputs]
-        key = (node.op, *in_shapes)
-        try:
-            count = counts.get(key)
-        except TypeError:  # an op with an unhashable attribute
-            count = key = None
-        if count is None:
-            count = sum(math.prod(s) for s in node.op.param_shapes(*in_shapes).values())
-            if key is not None:
-                counts[key] = count
+        count = counts.get(
+            node.op,
+            in_shapes,  # type: ignore[arg-type]
+            lambda: _param_count(node.op, in_shapes),  # type: ignore[arg-type]  # noqa: B023
+        )
         total += count
         if total > MAX_PARAMS:
             raise ArchValueError(
@@ -58,3 +56,7 @@ def check_limits(graph: Graph) -> Graph:
                 trace=node.trace,
             )
     return graph
+
+
+def _param_count(op: Op, in_shapes: list[Shape]) -> int:
+    return sum(math.prod(s) for s in op.param_shapes(*in_shapes).values())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from archdsl.errors import ArchShapeError
 from archdsl.graph.ir import Graph, Node, with_shape
 from archdsl.graph.ops import ShapeRuleError
+from archdsl.graph.passes.per_op import PerOp
 from archdsl.graph.shapes import Shape, format_shape, num_elements
 
 MAX_ELEMENTS = 2**40
@@ -18,21 +19,15 @@ def infer_shapes(graph: Graph) -> Graph:
         ArchShapeError: an op's shape rule rejects its input shapes, or a shape is absurd.
     """
     graph = graph.copy()
-    # Shape rules are pure: an equal op on equal shapes (a repeated layer) gives the
-    # shape found before. A rule that fails is run, and reports, every time.
-    known: dict[tuple[object, ...], Shape] = {}
+    known: PerOp[Shape] = PerOp()  # shape rules are pure: a repeated layer is inferred once
     for name in graph.order():
         node = graph.node(name)
         in_shapes = [graph.node(i).shape for i in node.inputs]
-        key = (node.op, *in_shapes)
-        try:
-            shape = known.get(key)
-        except TypeError:  # an op with an unhashable attribute
-            shape = key = None
-        if shape is None:
-            shape = node_shape(name, node, in_shapes)  # type: ignore[arg-type]
-            if key is not None:
-                known[key] = shape
+        shape = known.get(
+            node.op,
+            in_shapes,  # type: ignore[arg-type]
+            lambda: node_shape(name, node, in_shapes),  # type: ignore[arg-type]  # noqa: B023
+        )
         graph.replace(name, with_shape(node, shape))
     return graph
 
