@@ -215,3 +215,21 @@ def test_serve_on_a_busy_port_is_a_clear_error(capsys) -> None:
         assert main(["view", str(SPECS / "lenet5.arch"), "--serve", "--port", str(port)]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot serve on {LOOPBACK}:{port}") and "--port" in err
+
+
+def test_a_browser_that_goes_away_is_no_traceback(capsys) -> None:
+    server, stop = start(SPECS / "lenet5.arch", port=0)
+    try:
+        for gone in (BrokenPipeError(32, "Broken pipe"), ConnectionResetError(104, "reset")):
+            try:
+                raise gone
+            except ConnectionError:
+                server.handle_error(None, ("127.0.0.1", 1))
+        assert capsys.readouterr().err == ""
+        try:  # anything else is a bug, and still shows
+            raise ValueError("a real fault")
+        except ValueError:
+            server.handle_error(None, ("127.0.0.1", 1))
+        assert "ValueError: a real fault" in capsys.readouterr().err
+    finally:
+        stop()

@@ -139,9 +139,18 @@ def make_server(live: Live, port: int = 0) -> ThreadingHTTPServer:
         def log_message(self, format: str, *args: object) -> None:
             pass  # one line per long poll would drown the terminal
 
-    server = ThreadingHTTPServer((LOOPBACK, port), Handler)
+    server = _Server((LOOPBACK, port), Handler)
     server.daemon_threads = True
     return server
+
+
+class _Server(ThreadingHTTPServer):
+    """A browser that closes a tab mid-reply (a reload, a long poll cut short) is no error."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):  # broken pipe, reset
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 def watch(live: Live, stop: threading.Event, interval: float = _WATCH_SECONDS) -> None:
