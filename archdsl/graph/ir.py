@@ -127,6 +127,10 @@ class Graph:
         """Names of the nodes that take `name` as an input."""
         return list(self._g.successors(name))
 
+    def unused(self) -> set[str]:
+        """The nodes no node takes as an input."""
+        return {name for name, users in self._g.out_degree() if users == 0}
+
     def ancestors(self, name: str) -> set[str]:
         """Every node that `name` depends on."""
         return nx.ancestors(self._g, name)
@@ -142,10 +146,25 @@ class Graph:
         return self.outputs[0]
 
     def order(self) -> list[str]:
-        """Topological order; ties broken by the order nodes were added."""
+        """Topological order; ties broken by the order nodes were added.
+
+        Lowering adds every node after its inputs, and then that order is the answer
+        (the first node not yet placed always has all its inputs placed), found in one
+        pass over the inputs instead of networkx's heap; a graph a pass has rewired
+        (a residual now reading a shortcut added after it) takes networkx's sort.
+        """
         if self._order is None:
             index = {name: i for i, name in enumerate(self._nodes)}
-            self._order = list(nx.lexicographical_topological_sort(self._g, key=index.__getitem__))
+            if all(
+                index.get(source, i) < i
+                for i, node in enumerate(self._nodes.values())
+                for source in node.inputs
+            ):
+                self._order = list(self._nodes)
+            else:
+                self._order = list(
+                    nx.lexicographical_topological_sort(self._g, key=index.__getitem__)
+                )
         return self._order
 
     def items(self) -> Iterator[tuple[str, Node]]:

@@ -750,13 +750,13 @@ class _Lowerer:
 
     # checks -----------------------------------------------------------------------------
     def _check_used(self, definition: s.NetworkDef) -> None:
-        ends = [*self.graph.outputs, *(h.output for h in self.graph.aux.values())]
-        used: set[str] = set(ends)
-        for end in ends:
-            used |= self.graph.ancestors(end)
+        # A node no layer reads is used only if it is an end (an ancestor of an end has
+        # a reader), so no search from the ends is needed.
+        ends = {*self.graph.outputs, *(h.output for h in self.graph.aux.values())}
+        unread = self.graph.unused() - ends
         errors: list[ArchError] = []
-        for name, node in self.graph.items():
-            if name not in used and not self.graph.users(name):
+        for name, node in self.graph.items() if unread else ():
+            if name in unread:
                 errors.append(
                     ArchNameError(
                         f"the output of `{name}` is never used",

@@ -6,6 +6,7 @@ import difflib
 import functools
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lark import Lark, Token, Transformer, Tree
@@ -18,7 +19,7 @@ from lark.exceptions import (
 
 from archdsl.errors import ArchSyntaxError, ArchValueError
 from archdsl.lang import syntax as s
-from archdsl.lang.grammar import grammar_path, lark_parser, terminal_labels
+from archdsl.lang.grammar import build_lark, lark_parser, terminal_labels
 from archdsl.lang.numbers import MAX_DIM
 from archdsl.lang.source import Source, Span, split_lines
 
@@ -33,6 +34,10 @@ USE_CYTHON = lark_cython is not None
 """Parse with Lark's Cython plugin (`lark-cython`) when it is installed."""
 _TOKENS: tuple[type, ...] = (Token,) if lark_cython is None else (Token, lark_cython.Token)
 """Token classes the transformer may meet: lark-cython's are not `str`, so use `.value`."""
+
+GRAMMAR: Path | None = None
+"""The grammar to read: None for `grammar/archdsl.lark`, the only one the product uses
+(tests set an older one to hold the two to the same trees and diagnostics)."""
 
 MAX_SOURCE_BYTES = 8 * 1024 * 1024
 """Specs are small; a bigger file is refused before parsing."""
@@ -76,12 +81,12 @@ def _parse_items(text: str) -> Any:
     """Run the parser (and the transformer inside it); Lark's exceptions pass through."""
     if USE_CYTHON:
         try:
-            return _syntax_parser(True).parse(text)
+            return _syntax_parser(True, GRAMMAR).parse(text)
         except UnexpectedInput:
             # lark-cython's errors lack what the diagnostics read (the tokens the
             # parser would accept): the pure parser meets the same error and has it.
             _TRANSFORMER.depths = {}
-    return _syntax_parser(False).parse(text)
+    return _syntax_parser(False, GRAMMAR).parse(text)
 
 
 def _describe_token(token: Token) -> str:
@@ -113,7 +118,7 @@ _OPERATORS = frozenset(
 
 
 def _expected(names: set[str]) -> str:
-    labels = terminal_labels()
+    labels = terminal_labels(GRAMMAR)
     words = sorted({labels.get(n, n.lower()) for n in names})
     shown = [w for w in words if w not in _OPERATORS] or words
     if not shown:
@@ -199,7 +204,7 @@ def _misspelt_construct(error: UnexpectedToken, source: Source) -> ArchSyntaxErr
     """
     if "BRANCH" not in set(error.accepts or error.expected):
         return None
-    interactive = lark_parser().parse_interactive(source.text)
+    interactive = lark_parser(GRAMMAR).parse_interactive(source.text)
     seen: list[Token] = []
     accepts: set[str] = set()
     try:
@@ -264,6 +269,8 @@ MAX_NESTING = 64
 """Braces nested deeper than this are refused before parsing (lowering recurses per level)."""
 
 _VALUE_TOKENS = frozenset({"NAME", "CALL_OPEN", "INT", "FLOAT", "SIZE", "STRING"})
+_STEPS = (s.Call, s.Residual, s.Merge, s.Repeat, s.Group)
+_STATEMENTS = (s.Chain, s.Aux, s.Use)
 
 
 class _Inlined:
@@ -323,9 +330,25 @@ class _InlineSyntax(Transformer):
     """Operator depth of the expressions built so far in this parse, by `id`."""
 
     def _span(self, children: list[Any]) -> Span:
-        start = _start(children) or (1, 1)
-        end = _end(children) or (start[0], start[1] + 1)
-        return Span(self.source, start[0], start[1], end[0], end[1])
+        """From the first child's start to the last child's end.
+
+        A token and a `Span` both carry `line`, `column`, `end_line` and `end_column`,
+        so the first and last child serve directly when they are either (nearly
+        always); placeholders (`None`) and bare tuples send it to the slower scan.
+        """
+        first, last = children[0], children[-1]
+        if not isinstance(first, _TOKENS):
+            first = getattr(first, "span", None)
+        if not isinstance(last, _TOKENS):
+            last = getattr(last, "span", None)
+        if first is None or last is None:
+            start = _start(children) or (1, 1)
+            end = _end(children) or (start[0], start[1] + 1)
+            return Span(self.source, start[0], start[1], end[0], end[1])
+        return Span(self.source, first.line, first.column, last.end_line, last.end_column)
+
+    def _token_span(self, token: Token) -> Span:
+        return Span(self.source, token.line, token.column, token.end_line, token.end_column)  # type: ignore[arg-type]
 
     def _ident(self, token: Token) -> s.Ident:
         text = token.value
@@ -358,28 +381,32 @@ class _InlineSyntax(Transformer):
             )
 
     def int_(self, children: list[Token]) -> s.Int:
-        self._too_long(children)
-        return s.Int(value=int(children[0].value), span=self._span(children))
+        token = children[0]
+        if len(token.value) > _MAX_LITERAL:
+            self._too_long(children)
+        return s.Int(value=int(token.value), span=self._token_span(token))
 
     def float_(self, children: list[Token]) -> s.Float:
         self._too_long(children)
-        return s.Float(value=float(children[0].value), span=self._span(children))
+        return s.Float(value=float(children[0].value), span=self._token_span(children[0]))
 
     def size(self, children: list[Token]) -> s.Size:
-        if any(len(part) > _MAX_LITERAL for part in children[0].value.split("x")):
+        if len(children[0].value) > _MAX_LITERAL and any(
+            len(part) > _MAX_LITERAL for part in children[0].value.split("x")
+        ):
             raise ArchValueError(
                 f"a size with a part of more than {_MAX_LITERAL} digits is too large: sizes are "
                 f"limited to {MAX_DIM:,}",
                 self._span(children),
             )
-        value = tuple(int(p) for p in children[0].value.split("x"))
-        return s.Size(value=value, span=self._span(children))
+        value = tuple(map(int, children[0].value.split("x")))
+        return s.Size(value=value, span=self._token_span(children[0]))
 
     def string(self, children: list[Token]) -> s.Str:
-        return s.Str(value=children[0].value[1:-1], span=self._span(children))
+        return s.Str(value=children[0].value[1:-1], span=self._token_span(children[0]))
 
     def name(self, children: list[Token]) -> s.Name:
-        return s.Name(id=children[0].value, span=self._span(children))
+        return s.Name(id=children[0].value, span=self._token_span(children[0]))
 
     def atom(self, children: list[Any]) -> s.Expr:
         return children[1]  # "(" expr ")"
@@ -431,11 +458,14 @@ class _InlineSyntax(Transformer):
 
     # steps
     def _args(self, children: list[Any]) -> tuple[tuple[s.Expr, ...], tuple[s.Kwarg, ...]]:
-        args = tuple(
-            c for c in children[1:] if c is not None and not isinstance(c, (*_TOKENS, s.Kwarg))
-        )
-        kwargs = tuple(c for c in children if isinstance(c, s.Kwarg))
-        return args, kwargs
+        """The expressions and keyword arguments after the head (punctuation skipped)."""
+        args: list[s.Expr] = []
+        kwargs: list[s.Kwarg] = []
+        for child in children[1:]:
+            if child is None or isinstance(child, _TOKENS):
+                continue
+            (kwargs if isinstance(child, s.Kwarg) else args).append(child)
+        return tuple(args), tuple(kwargs)
 
     def call(self, children: list[Any]) -> s.Call:
         args, kwargs = self._args(children)
@@ -444,7 +474,7 @@ class _InlineSyntax(Transformer):
         )
 
     def body(self, children: list[Any]) -> _Seq:
-        seq = _Seq(c for c in children if isinstance(c, s.Chain | s.Aux | s.Use))
+        seq = _Seq(c for c in children if isinstance(c, _STATEMENTS))
         seq.span = self._span(children)
         return seq
 
@@ -498,15 +528,17 @@ class _InlineSyntax(Transformer):
         return _Marker("check", children[-1], self._span(children))
 
     def chain(self, children: list[Any]) -> s.Chain:
-        steps = tuple(
-            c for c in children if isinstance(c, s.Call | s.Residual | s.Merge | s.Repeat | s.Group)
-        )
-        return s.Chain(
-            source=self._marker(children, "from"),
-            steps=steps,
-            check=self._marker(children, "check"),
-            span=self._span(children),
-        )
+        steps = []
+        source = check = None
+        for child in children:
+            if isinstance(child, _STEPS):
+                steps.append(child)
+            elif isinstance(child, _Marker):
+                if child.kind == "from":
+                    source = child.value
+                elif child.kind == "check":
+                    check = child.value
+        return s.Chain(source=source, steps=tuple(steps), check=check, span=self._span(children))
 
     def frozen_stmt(self, children: list[Any]) -> s.Chain:
         chain: s.Chain = children[-1]
@@ -602,18 +634,10 @@ _LOCK = threading.Lock()
 
 
 @functools.cache
-def _syntax_parser(cython: bool) -> Lark:
+def _syntax_parser(cython: bool, grammar: Path | None = None) -> Lark:
     """The LALR parser that builds `syntax` nodes directly (built once per process)."""
     plugins = {"_plugins": lark_cython.plugins} if cython and lark_cython is not None else {}
-    return Lark(
-        grammar_path().read_text(encoding="utf-8"),
-        parser="lalr",
-        start="spec",
-        keep_all_tokens=True,
-        maybe_placeholders=True,
-        transformer=_TRANSFORMER,
-        **plugins,
-    )
+    return build_lark("syntax", grammar, keep_all_tokens=True, transformer=_TRANSFORMER, **plugins)
 
 
 def _fields(node: Any) -> dict[str, Any]:

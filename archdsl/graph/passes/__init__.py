@@ -36,13 +36,22 @@ def run_pipeline(
     verify_each: bool = True,
     after: Callable[[Pass, Graph], None] | None = None,
 ) -> Graph:
-    """Run passes in order; verify the IR after each (a failure is a compiler bug)."""
+    """Run passes in order; verify the IR after each (a failure is a compiler bug).
+
+    A pass that returns its argument changed nothing: nothing new to verify. And
+    `infer_shapes` on the graph it last returned is skipped, since it would set the
+    same shapes again (it is idempotent): the default pipeline infers a second time
+    only when `insert_projections` inserted something.
+    """
     projected = False
+    inferred: Graph | None = None
     for step in passes:
         before = graph
-        graph = step(graph)
+        if not (step is infer_shapes and graph is inferred):
+            graph = step(graph)
+        if step is infer_shapes:
+            inferred = graph
         projected = projected or step is insert_projections
-        # A validator returns its argument unchanged: nothing new to verify.
         if verify_each and graph is not before:
             verify(graph, shapes=graph_has_shapes(graph), residuals=projected)
         if after is not None:

@@ -22,7 +22,8 @@ def insert_projections(graph: Graph) -> Graph:
     Raises:
         ArchShapeError: the shapes cannot be reconciled in the chosen mode.
     """
-    graph = graph.copy()
+    original, graph = graph, graph.copy()
+    inserted_any = False
     for name in list(graph.order()):
         node = graph.node(name)
         if not isinstance(node.op, Residual):
@@ -54,7 +55,9 @@ def insert_projections(graph: Graph) -> Graph:
         )
         graph.add(f"{name}.{ROLE}", inserted)
         graph.replace(name, dataclasses.replace(node, inputs=(body_name, f"{name}.{ROLE}")))
-    return graph
+        inserted_any = True
+    # Nothing to reconcile: the graph itself, so the pipeline knows nothing changed.
+    return graph if inserted_any else original
 
 
 def body_stride(graph: Graph, body: str, shortcut: str) -> tuple[int, int] | None:
