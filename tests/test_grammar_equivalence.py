@@ -64,6 +64,8 @@ TOKENS = [
     "import",
     "shortcut",
     "$",
+    "0" * 50,  # too long: the value error and a syntax error after it race
+    "1" + "0" * 45 + "x3",
 ]
 """Pieces that the token soup draws from: every terminal of the grammar, and then some."""
 

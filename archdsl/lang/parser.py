@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +58,7 @@ def parse(text: str, filename: str = "<string>") -> s.Spec:
             f"the file is {len(text):,} characters; specs are limited to {MAX_SOURCE_BYTES:,}",
             Span.point(source, 1, 1),
         )
-    if text.count("{") > MAX_NESTING:
+    if text.count("{") > MAX_NESTING and _nests_too_deep(text):
         too_deep = _scan_braces(source)[1]
         if too_deep is not None:
             raise ArchSyntaxError(
@@ -234,6 +235,29 @@ def _misspelt_construct(error: UnexpectedToken, source: Source) -> ArchSyntaxErr
 def _unclosed_brace(source: Source) -> Span | None:
     """The innermost `{` left open, ignoring comments and strings."""
     return _scan_braces(source)[0]
+
+
+_BRACE_SCAN = re.compile(r'"[^"\n]*"?|#[^\n]*|[{}]')
+"""What `_scan_braces` reads: a string (to its closing quote or the line's end), a
+comment, or a brace."""
+
+
+def _nests_too_deep(text: str) -> bool:
+    """Whether `_scan_braces` would find a `{` nested deeper than `MAX_NESTING`.
+
+    The same reading with the regex engine stepping over everything but strings,
+    comments and braces: a long spec is checked without a Python step per character.
+    """
+    depth = 0
+    for match in _BRACE_SCAN.finditer(text):
+        brace = match.group()
+        if brace == "{":
+            depth += 1
+            if depth > MAX_NESTING:
+                return True
+        elif brace == "}" and depth:
+            depth -= 1
+    return False
 
 
 def _scan_braces(source: Source) -> tuple[Span | None, Span | None]:
