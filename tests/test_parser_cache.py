@@ -85,3 +85,14 @@ def test_the_default_folder_is_the_users_cache(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert grammar.cache_folder() == tmp_path / "archdsl"
     assert (tmp_path / "archdsl").stat().st_mode & 0o077 == 0
+
+
+def test_no_home_folder_is_no_cache_and_no_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def nowhere() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("ARCHDSL_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(Path, "home", staticmethod(nowhere))
+    assert grammar.cache_folder() is None
+    assert "conv" in _tree(grammar.build_lark("tree", propagate_positions=True))

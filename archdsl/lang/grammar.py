@@ -43,16 +43,15 @@ def cache_folder() -> Path | None:
     could plant).
     """
     chosen = os.environ.get("ARCHDSL_CACHE")
-    if chosen is not None:
-        folder = Path(chosen) if chosen else None
-    else:
-        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-        folder = Path(base) / "archdsl"
-    if folder is None:
-        return None
     try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError:
+        if chosen is not None:
+            folder = Path(chosen) if chosen else None
+        else:
+            base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+            folder = Path(base) / "archdsl"
+        if folder is not None:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except (OSError, RuntimeError):  # RuntimeError: no home folder to be found
         return None
     return folder
 
