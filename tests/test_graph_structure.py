@@ -10,7 +10,7 @@ from pathlib import Path
 import networkx as nx
 
 from archdsl.frontend import build_graph_text
-from archdsl.graph.ir import Graph, Node, layer_node
+from archdsl.graph.ir import Graph, Node
 from archdsl.graph.ops import Add, Dense, Input, Relu
 from archdsl.lang.source import Source, Span
 
@@ -112,13 +112,3 @@ def test_checking_a_plain_network_does_not_import_networkx(tmp_path: Path) -> No
     graph = build_graph_text(spec.read_text())
     index = list(graph._nodes).index
     assert graph.order() == list(nx.lexicographical_topological_sort(graph.digraph(), key=index))
-
-
-def test_lowerings_node_constructor_builds_what_node_does() -> None:
-    span = Span(Source("x.arch", ""), 2, 3, 2, 9)
-    made = layer_node(Dense(4), ("x",), span, frozen=True, aux="head", trace=(SPAN,))
-    built = Node(op=Dense(4), inputs=("x",), span=span, frozen=True, aux="head", trace=(SPAN,))
-    assert made == built and hash(made) == hash(built) and repr(made) == repr(built)
-    assert dataclasses.asdict(made) == dataclasses.asdict(built)
-    assert made.span is span and made.trace == (SPAN,) and made.shape is None
-    assert layer_node(Relu(), ("x",), span) == Node(op=Relu(), inputs=("x",), span=span)

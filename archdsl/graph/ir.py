@@ -288,34 +288,6 @@ def format_graph(graph: Graph) -> str:
     return "\n".join(lines)
 
 
-def layer_node(
-    op: Op,
-    inputs: tuple[str, ...],
-    span: Span,
-    *,
-    frozen: bool = False,
-    aux: str | None = None,
-    trace: tuple[Span, ...] = (),
-) -> Node:
-    """`Node(op, inputs, span, frozen=..., aux=..., trace=...)`, for lowering's hot path.
-
-    Built as `with_shape` builds, every field set at once: the frozen `__init__` (one
-    `object.__setattr__` per field) is three times the cost, once per layer.
-    """
-    new = object.__new__(Node)
-    new.__dict__.update(
-        op=op,
-        inputs=inputs,
-        span=span,
-        shape=None,
-        synthetic=False,
-        frozen=frozen,
-        aux=aux,
-        trace=trace,
-    )
-    return new
-
-
 def with_shape(node: Node, shape: Shape) -> Node:
     """The node with its shape set.
 

@@ -31,7 +31,7 @@ from archdsl.graph.bind import (
 )
 from archdsl.graph.bind_memo import BindMemo
 from archdsl.graph.expansion import MAX_BLOCK_DEPTH, MAX_NODES, min_nodes
-from archdsl.graph.ir import AuxHead, Graph, Node, ShapeCheck, layer_node
+from archdsl.graph.ir import AuxHead, Graph, Node, ShapeCheck
 from archdsl.graph.passes.infer_shapes import node_shape
 from archdsl.graph.shapes import Shape
 from archdsl.lang import syntax as s
@@ -370,7 +370,9 @@ class _Lowerer:
         return name
 
     def _node(self, op: ops.Op, inputs: tuple[str, ...], span: Span, ctx: _Ctx) -> Node:
-        return layer_node(op, inputs, span, frozen=ctx.frozen, aux=ctx.aux, trace=ctx.trace)
+        return Node(
+            op=op, inputs=inputs, span=span, frozen=ctx.frozen, aux=ctx.aux, trace=ctx.trace
+        )
 
     def _call(self, call: s.Call, cur: str | None, ctx: _Ctx) -> str | None:
         name = call.op.text

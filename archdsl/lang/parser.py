@@ -8,7 +8,7 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from lark import Lark, Token, Transformer, Tree
 from lark.exceptions import (
@@ -293,7 +293,6 @@ MAX_NESTING = 64
 """Braces nested deeper than this are refused before parsing (lowering recurses per level)."""
 
 _VALUE_TOKENS = frozenset({"NAME", "CALL_OPEN", "INT", "FLOAT", "SIZE", "STRING"})
-_T = TypeVar("_T")
 _STEPS = (s.Call, s.Residual, s.Merge, s.Repeat, s.Group)
 _STATEMENTS = (s.Chain, s.Aux, s.Use)
 
@@ -370,24 +369,10 @@ class _InlineSyntax(Transformer):
             start = _start(children) or (1, 1)
             end = _end(children) or (start[0], start[1] + 1)
             return Span(self.source, start[0], start[1], end[0], end[1])
-        return _new(
-            Span,
-            source=self.source,
-            line=first.line,
-            column=first.column,
-            end_line=last.end_line,
-            end_column=last.end_column,
-        )
+        return Span(self.source, first.line, first.column, last.end_line, last.end_column)
 
     def _token_span(self, token: Token) -> Span:
-        return _new(
-            Span,
-            source=self.source,
-            line=token.line,
-            column=token.column,
-            end_line=token.end_line,
-            end_column=token.end_column,
-        )
+        return Span(self.source, token.line, token.column, token.end_line, token.end_column)  # type: ignore[arg-type]
 
     def _ident(self, token: Token) -> s.Ident:
         text = token.value
@@ -395,15 +380,8 @@ class _InlineSyntax(Transformer):
         if text.endswith("("):
             text = text[:-1]
             end_column = (end_column or 2) - 1
-        span = _new(
-            Span,
-            source=self.source,
-            line=token.line,
-            column=token.column,
-            end_line=token.end_line,
-            end_column=end_column,
-        )
-        return _new(s.Ident, text=text, span=span)
+        span = Span(self.source, token.line, token.column, token.end_line, end_column)  # type: ignore[arg-type]
+        return s.Ident(text=text, span=span)
 
     def _names(self, children: list[Any]) -> list[Token]:
         return [c for c in children if isinstance(c, _TOKENS) and c.type in _VALUE_TOKENS]
@@ -430,7 +408,7 @@ class _InlineSyntax(Transformer):
         token = children[0]
         if len(token.value) > _MAX_LITERAL:
             self._too_long(children)
-        return _new(s.Int, value=int(token.value), span=self._token_span(token))
+        return s.Int(value=int(token.value), span=self._token_span(token))
 
     def float_(self, children: list[Token]) -> s.Float:
         self._too_long(children)
@@ -446,13 +424,13 @@ class _InlineSyntax(Transformer):
                 self._span(children),
             )
         value = tuple(map(int, children[0].value.split("x")))
-        return _new(s.Size, value=value, span=self._token_span(children[0]))
+        return s.Size(value=value, span=self._token_span(children[0]))
 
     def string(self, children: list[Token]) -> s.Str:
         return s.Str(value=children[0].value[1:-1], span=self._token_span(children[0]))
 
     def name(self, children: list[Token]) -> s.Name:
-        return _new(s.Name, id=children[0].value, span=self._token_span(children[0]))
+        return s.Name(id=children[0].value, span=self._token_span(children[0]))
 
     def atom(self, children: list[Any]) -> s.Expr:
         return children[1]  # "(" expr ")"
@@ -515,13 +493,8 @@ class _InlineSyntax(Transformer):
 
     def call(self, children: list[Any]) -> s.Call:
         args, kwargs = self._args(children)
-        return _new(
-            s.Call,
-            op=self._ident(children[0]),
-            args=args,
-            kwargs=kwargs,
-            alias=None,
-            span=self._span(children),
+        return s.Call(
+            op=self._ident(children[0]), args=args, kwargs=kwargs, span=self._span(children)
         )
 
     def body(self, children: list[Any]) -> _Seq:
@@ -589,14 +562,7 @@ class _InlineSyntax(Transformer):
                     source = child.value
                 elif child.kind == "check":
                     check = child.value
-        return _new(
-            s.Chain,
-            source=source,
-            steps=tuple(steps),
-            check=check,
-            frozen=False,
-            span=self._span(children),
-        )
+        return s.Chain(source=source, steps=tuple(steps), check=check, span=self._span(children))
 
     def frozen_stmt(self, children: list[Any]) -> s.Chain:
         chain: s.Chain = children[-1]
@@ -696,18 +662,6 @@ def _syntax_parser(cython: bool, grammar: Path | None = None) -> Lark:
     """The LALR parser that builds `syntax` nodes directly (built once per process)."""
     plugins = {"_plugins": lark_cython.plugins} if cython and lark_cython is not None else {}
     return build_lark("syntax", grammar, keep_all_tokens=True, transformer=_TRANSFORMER, **plugins)
-
-
-def _new(cls: type[_T], **fields: Any) -> _T:
-    """A frozen dataclass instance from all its fields, without its `__init__`.
-
-    The parser makes a few `Span`s and syntax nodes per token; the frozen `__init__`
-    sets each field through `object.__setattr__`, and this is half its cost. Only for
-    classes without `__post_init__`, given every field (as `ir.with_shape` does).
-    """
-    instance = object.__new__(cls)
-    instance.__dict__.update(fields)
-    return instance
 
 
 def _fields(node: Any) -> dict[str, Any]:
