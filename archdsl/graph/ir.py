@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+
+import networkx as nx
 
 from archdsl.graph.ops import Input, Op, Residual
 from archdsl.graph.shapes import Shape, format_shape
 from archdsl.lang.source import Span
-
-if TYPE_CHECKING:
-    import networkx as nx
 
 
 @dataclass(frozen=True)
@@ -60,19 +58,15 @@ class Graph:
     """A DAG of named `Node`s. Wraps `networkx.DiGraph`: this class alone knows its layout.
 
     Nodes live in a dict (fast lookup, insertion order breaks topological ties); the
-    `DiGraph` holds the edges derived from the nodes' inputs, for algorithms. It is
-    built in bulk when an algorithm first needs one (`users`, `ancestors`, a rewired
-    graph's order, `digraph`), dropped when an edit changes the edges, and shared by
-    copies: a pass that only replaces nodes' shapes copies no structure, and `archdsl
-    check` of a network that needs no algorithm does not import networkx at all (a
-    third of its fixed cost).
+    `DiGraph` holds the derived edges for algorithms and is shared copy-on-write, so
+    a pass that only replaces nodes' shapes copies no structure.
     """
 
     def __init__(self, name: str = "") -> None:
         self.name = name
         self._nodes: dict[str, Node] = {}
-        self._g: nx.DiGraph | None = None
-        """The derived edges, built on demand; None until then or after an edit."""
+        self._g: nx.DiGraph = nx.DiGraph()
+        self._shared = False
         self._order: list[str] | None = None
         self.outputs: tuple[str, ...] = ()
         self.aux: dict[str, AuxHead] = {}
@@ -83,45 +77,38 @@ class Graph:
         self.span: Span | None = None
         """The network definition."""
 
-    def _structure(self) -> nx.DiGraph:
-        """The `DiGraph` of the nodes and their input edges (never edited in place)."""
-        if self._g is None:
-            import networkx as nx
-
-            nodes = self._nodes
-            graph = nx.DiGraph()
-            graph.add_nodes_from(nodes)
-            graph.add_edges_from(
-                (source, name)
-                for name, node in nodes.items()
-                for source in dict.fromkeys(node.inputs)
-                if source in nodes
-            )
-            self._g = graph
-        return self._g
-
-    def _edges_changed(self) -> None:
-        self._g = None
+    def _own_structure(self) -> None:
+        if self._shared:
+            self._g = self._g.copy()
+            self._shared = False
         self._order = None
 
     def add(self, name: str, node: Node) -> None:
         """Add a node and the edges from its inputs."""
         if name in self._nodes:
             raise KeyError(f"node {name!r} exists")
+        self._own_structure()
         self._nodes[name] = node
-        self._edges_changed()
+        self._g.add_node(name)
+        for source in dict.fromkeys(node.inputs):
+            self._g.add_edge(source, name)
 
     def replace(self, name: str, node: Node) -> None:
         """Swap the node stored under `name`, rewiring edges if its inputs changed."""
         old = self._nodes[name]
-        self._nodes[name] = node
         if old.inputs != node.inputs:
-            self._edges_changed()
+            self._own_structure()
+            for source in dict.fromkeys(old.inputs):
+                self._g.remove_edge(source, name)
+            for source in dict.fromkeys(node.inputs):
+                self._g.add_edge(source, name)
+        self._nodes[name] = node
 
     def remove(self, name: str) -> None:
         """Drop a node and its edges (used when `use ... upto` cuts a network)."""
+        self._own_structure()
         del self._nodes[name]
-        self._edges_changed()
+        self._g.remove_node(name)
 
     def node(self, name: str) -> Node:
         """The node stored under `name`."""
@@ -138,18 +125,15 @@ class Graph:
 
     def users(self, name: str) -> list[str]:
         """Names of the nodes that take `name` as an input."""
-        return list(self._structure().successors(name))
+        return list(self._g.successors(name))
 
     def unused(self) -> set[str]:
         """The nodes no node takes as an input."""
-        read = {source for node in self._nodes.values() for source in node.inputs}
-        return {name for name in self._nodes if name not in read}
+        return {name for name, users in self._g.out_degree() if users == 0}
 
     def ancestors(self, name: str) -> set[str]:
         """Every node that `name` depends on."""
-        import networkx as nx
-
-        return nx.ancestors(self._structure(), name)
+        return nx.ancestors(self._g, name)
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -178,10 +162,8 @@ class Graph:
             ):
                 self._order = list(self._nodes)
             else:
-                import networkx as nx
-
                 self._order = list(
-                    nx.lexicographical_topological_sort(self._structure(), key=index.__getitem__)
+                    nx.lexicographical_topological_sort(self._g, key=index.__getitem__)
                 )
         return self._order
 
@@ -196,6 +178,7 @@ class Graph:
         other = Graph(self.name)
         other._nodes = dict(self._nodes)
         other._g = self._g
+        other._shared = self._shared = True
         other._order = self._order
         other.outputs = self.outputs
         other.aux = dict(self.aux)
@@ -206,9 +189,7 @@ class Graph:
 
     def digraph(self) -> nx.DiGraph:
         """The underlying networkx graph, read-only, for algorithms and drawing."""
-        import networkx as nx
-
-        return nx.freeze(self._structure().copy())
+        return nx.freeze(self._g.copy())
 
 
 def verify(graph: Graph, *, shapes: bool = False, residuals: bool = False) -> None:
@@ -226,12 +207,8 @@ def verify(graph: Graph, *, shapes: bool = False, residuals: bool = False) -> No
             assert source in nodes, f"{name}: input {source!r} is not a node"
     try:
         order = graph.order()
-    except Exception as error:
-        import networkx as nx
-
-        if not isinstance(error, nx.NetworkXUnfeasible):
-            raise
-        raise AssertionError(f"cycle: {nx.find_cycle(graph._structure())}") from None
+    except nx.NetworkXUnfeasible:
+        raise AssertionError(f"cycle: {nx.find_cycle(graph._g)}") from None
     inputs = graph.inputs
     assert len(inputs) == 1, f"expected one input node, got {inputs}"
     assert graph.outputs, "no output"
