@@ -41,6 +41,13 @@ network Net(classes = 10) {
 }
 """
 
+# `blocks` is a run of three identical blocks, which `train` scans by default: the
+# processes carry it packed (stacked), gather it and write it per layer.
+NET_WITH_RUN = NET.replace(
+    "dense 64 as hidden -> relu",
+    "dense 64 as hidden -> relu\n    repeat 3 { residual { dense 64 as lin -> relu } } as blocks",
+)
+
 
 def _env(devices: int, cache: Path) -> dict[str, str]:
     return dict(
@@ -298,7 +305,7 @@ def _close(a: dict, b: dict) -> None:
 @pytest.mark.slow
 def test_two_processes_equal_one_and_resume_elsewhere(tmp_path: Path) -> None:
     spec = tmp_path / "net.arch"
-    spec.write_text(NET)
+    spec.write_text(NET_WITH_RUN)
     digits = load_data("digits", (8, 8, 1), 10)
     data = tmp_path / "data.npz"
     np.savez(
@@ -361,6 +368,7 @@ def test_two_processes_equal_one_and_resume_elsewhere(tmp_path: Path) -> None:
     after_one = load_checkpoint(ref / "best-epoch001.safetensors")
     saved = load_checkpoint(tmp_path / "multi" / "checkpoint.safetensors")
     assert (saved.step, saved.epoch, saved.config["devices"]) == (8, 1, 4)
+    assert "blocks.1.lin" in saved.params  # gathered packed, written per layer
     _close(saved.params, after_one.params)
     _close(saved.state, after_one.state)
     for a, b in zip(saved.optimizer, after_one.optimizer, strict=True):

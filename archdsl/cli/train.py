@@ -105,6 +105,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--dtype", choices=("float32", "bfloat16"), help="compute dtype (default float32)"
     )
+    parser.add_argument(
+        "--scan",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="loop runs of identical blocks with lax.scan (the default: compiles fast); "
+        "--no-scan unrolls every layer (slower to compile; see docs/training.md)",
+    )
     group = parser.add_argument_group(
         "several processes", "one run over many processes or machines (docs/scale.md)"
     )
@@ -269,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
         + (f" in {jax.process_count()} processes" if jax.process_count() > 1 else "")
         + (f", params sharded {config.model_parts} ways" if config.shard_params else "")
         + (f", {config.dtype}" if config.dtype != "float32" else "")
+        + ("" if config.scan else ", unrolled (--no-scan)")
     )
     if resume is not None:
         out.print(

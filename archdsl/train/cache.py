@@ -88,7 +88,9 @@ def cache_features(
 
     Returns them as a read-only memory map of the file.
     """
-    model = compile_graph(base)
+    # Scanned, its params packed once: a deep base compiles one block per run.
+    model = compile_graph(base, scan=True)
+    params, state = model.pack(params), model.pack(state)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")
     out = np.lib.format.open_memmap(tmp, "w+", np.float32, (len(data), *model.output_shape))

@@ -6,6 +6,7 @@ Tensor names:
 - `params/<node>.<leaf>` and `state/<node>.<leaf>`: as in a weights file (`weights.py`);
 - `optimizer/<i>`: the leaves of the optax state in `jax.tree.flatten` order, with their
   key paths listed in the metadata so a restore can check them against the optimizer;
+  per layer, as the parameters are, even when the run carried them packed (`packed`);
 - `rng`: the raw data of the run's PRNG key (`jax.random.key_data`).
 
 The metadata key `archdsl.train.checkpoint` holds JSON: the step, the epoch being trained and
@@ -20,7 +21,7 @@ import json
 import math
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -36,9 +37,11 @@ from archdsl.backend.weights import (
     state_names_of,
     unflatten,
 )
+from archdsl.graph.repeats import Run
 from archdsl.graph.shapes import format_shape
 from archdsl.io import make_output_dir, write_bytes
 from archdsl.train.distributed import to_host
+from archdsl.train.packed import optimizer_to_layers, to_layers
 
 FORMAT_KEY: Final = "archdsl.format"
 FORMAT: Final = "checkpoint-1"
@@ -80,11 +83,18 @@ class Checkpoint:
         state: Any,
         opt_state: Any,
         rng: jax.Array,
+        runs: Sequence[Run] = (),
         **info: Any,
     ) -> Checkpoint:
         """Copy the live training state to host memory, whole: sharded arrays are
-        gathered, from every process in a multi-process run (all of them must call this)."""
+        gathered, from every process in a multi-process run (all of them must call this).
+
+        Trees packed for a scanned run (`runs`) are stored per layer, optimizer state
+        included, so the checkpoint resumes with or without scan.
+        """
         params, state, opt_state = to_host((params, state, opt_state))
+        params, state = to_layers(params, runs), to_layers(state, runs)
+        opt_state = optimizer_to_layers(opt_state, runs)
         leaves_with_paths, _ = jax.tree_util.tree_flatten_with_path(opt_state)
         return cls(
             params=params,

@@ -64,6 +64,10 @@ class TrainConfig:
     model_axis: int | None = None
     """The size of the `model` axis; None: all the devices with `shard_params`, else 1."""
     dtype: str = "float32"
+    scan: bool = True
+    """Loop runs of identical blocks with `lax.scan` (`compile_graph(scan=True)`), the
+    step carrying packed trees; False unrolls every layer (`--no-scan`). Same results to
+    float rounding, same files: only compile time and step time differ."""
     keep_best: int = 0
     """Keep copies of the checkpoints of the best K epochs by held-out accuracy (0: none)."""
     early_stop: int = 0

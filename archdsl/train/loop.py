@@ -12,6 +12,7 @@ the loop.
 
 from __future__ import annotations
 
+import functools
 import math
 import signal
 import threading
@@ -51,6 +52,13 @@ from archdsl.train.config import (
 from archdsl.train.data import Split, epoch_order
 from archdsl.train.distributed import any_process, is_main, to_host
 from archdsl.train.metrics import METRICS_NAME, MetricsLog
+from archdsl.train.packed import (
+    layer_shapes,
+    optimizer_to_packed,
+    run_keys,
+    to_layers,
+    to_packed,
+)
 from archdsl.train.parallel import check_batch, local_rows, make_batch, make_mesh
 from archdsl.train.progress import EpochStats, Timing, format_epoch, progress_bar
 from archdsl.train.sharding import Layout, device_bytes, put
@@ -202,7 +210,6 @@ class _Run:
     ) -> None:
         self.graph, self.data, self.config, self.out = graph, data, config, out
         self.mesh = make_mesh(config.devices, config.model_parts)
-        self.layout = Layout(self.mesh, config.shard_params)
         self.main = is_main()  # the process that logs and writes files
         check_batch(config.batch_size, self.mesh)
         self.rows = local_rows(self.mesh, config.batch_size)
@@ -218,12 +225,18 @@ class _Run:
             check_output_dir(self.folder, "checkpoint folder")
             clean_stale_temps(self.folder)  # left by a run that was killed mid-write
         _check_parameter_memory(graph, config)
-        self.model = compile_graph(training_graph(graph), dtype=config.dtype)
+        # With scan, params, state and optimizer state are carried packed (`packed`):
+        # per layer only where names show (files, checkpoints, `--init`, the result).
+        self.model = compile_graph(training_graph(graph), dtype=config.dtype, scan=config.scan)
+        self.runs = self.model.runs
+        self.layout = Layout(self.mesh, config.shard_params, run_keys(self.runs))
         self.aux_weights = {name: head.weight for name, head in graph.aux.items()}
         key = jax.random.key(config.seed)
         self.dropout_key = jax.random.fold_in(key, 1)
         self.params, self.state = self._init(jax.random.fold_in(key, 0))
-        self.optimizer = make_optimizer(config, self.steps_per_epoch * config.epochs)
+        self.optimizer = make_optimizer(
+            config, self.steps_per_epoch * config.epochs, run_keys(self.runs)
+        )
         self.schedule = make_schedule(config, self.steps_per_epoch * config.epochs)
         self.log: MetricsLog | None = None
         self.early_stopped = False
@@ -239,18 +252,24 @@ class _Run:
         self.memory: dict[str, tuple[int, int]] = {}
 
     def _init(self, key: jax.Array) -> tuple[Tree, Tree]:
-        """The seeded weights; with `--shard-params`, made in place, shard by shard, so a
-        network bigger than one device is never whole on one."""
+        """The seeded weights, packed; with `--shard-params`, made in place, shard by
+        shard, so a network bigger than one device is never whole on one."""
+        init = functools.partial(self.model.init, packed=True)
         if not self.config.shard_params:
-            return self.model.init(key)
-        shapes = jax.eval_shape(self.model.init, key)
+            return init(key)
+        shapes = jax.eval_shape(init, key)
         shardings = (self.layout.of(shapes[0]), self.layout.replicated)
-        return jax.jit(self.model.init, out_shardings=shardings)(key)
+        return jax.jit(init, out_shardings=shardings)(key)
 
     def _init_optimizer(self, trainable: Tree) -> Any:
-        """The optimizer's initial state, sharded like the parameters with `--shard-params`."""
+        """The optimizer's initial state, sharded like the parameters with `--shard-params`.
+
+        Jitted either way: run eagerly, optax makes each moment with its own small
+        compiled `zeros_like`, one per distinct shape (3.4 s of ResNet-101's 23 s to
+        its first step).
+        """
         if not self.config.shard_params:
-            return self.optimizer.init(trainable)
+            return jax.jit(self.optimizer.init)(trainable)
         shapes = jax.eval_shape(self.optimizer.init, trainable)
         return jax.jit(self.optimizer.init, out_shardings=self.layout.of(shapes))(trainable)
 
@@ -258,10 +277,12 @@ class _Run:
     def load(self, init: tuple[Tree, Tree], name: str) -> None:
         """Start from a base network's weights, matched by name."""
         frozen = {n for n, node in self.graph.items() if node.frozen}
-        self.params, self.state, self.match = match_weights(
-            self.params, self.state, *init, frozen=frozen
+        params, state = to_host((self.params, self.state))  # every process: a collective
+        params, state, self.match = match_weights(
+            to_layers(params, self.runs), to_layers(state, self.runs), *init, frozen=frozen
         )
         check_match(self.match, name, self.graph.name)
+        self.params, self.state = to_packed(params, self.runs), to_packed(state, self.runs)
         self.out.print(f"weights  {name}: " + "\n".join(self.match.lines()))
         trainable, _ = partition(self.params, self.model.trainable(self.params))
         self.start = self.start._replace(trainable=trainable, state=self.state)
@@ -272,9 +293,11 @@ class _Run:
 
         _check_resume_data(resume, self.data)
         _check_resume_position(resume, self.steps_per_epoch, self.dropout_key)
-        check_weights(resume.params, resume.state, self.params, self.state)
-        self.params = _like(resume.params, self.params)
-        self.state = _like(resume.state, self.state)
+        # A checkpoint is per layer whichever lowering wrote it (`Checkpoint.capture`).
+        params, state = layer_shapes(self.params, self.runs), layer_shapes(self.state, self.runs)
+        check_weights(resume.params, resume.state, params, state)
+        self.params = to_packed(_like(resume.params, params), self.runs)
+        self.state = to_packed(_like(resume.state, state), self.runs)
         trainable, _ = partition(self.params, self.model.trainable(self.params))
         p = resume.partial
         sums = (
@@ -286,7 +309,10 @@ class _Run:
         self.start = _Live(
             trainable,
             self.state,
-            resume.restore_optimizer(self.opt_state),
+            optimizer_to_packed(
+                resume.restore_optimizer(layer_shapes(self.opt_state, self.runs, optimizer=True)),
+                self.runs,
+            ),
             resume.step,
             resume.position,
             sums,
@@ -520,6 +546,7 @@ class _Run:
             live.state,
             live.opt_state,
             self.dropout_key,
+            self.runs,
             step=live.step,
             epoch=epoch,
             position=live.position,
@@ -537,8 +564,8 @@ class _Run:
     ) -> TrainResult:
         """The result; the weights file when there is a checkpoint folder and `write`
         (a resumed run with nothing to do writes nothing, anywhere)."""
-        params = to_host(merge(live.trainable, self.frozen))
-        state = to_host(live.state)
+        params = to_layers(to_host(merge(live.trainable, self.frozen)), self.runs)
+        state = to_layers(to_host(live.state), self.runs)
         weights = None
         if self.folder is not None and write and self.main:
             from archdsl.backend.weights import save_weights
@@ -625,8 +652,8 @@ def _check_resume_position(resume: Checkpoint, steps_per_epoch: int, key: jax.Ar
 
 
 def _like(tree: Tree, reference: Tree) -> Tree:
-    """`tree`'s arrays with the dtypes of `reference`'s."""
-    return jax.tree.map(lambda x, like: jnp.asarray(x, like.dtype), tree, reference)
+    """`tree`'s arrays with the dtypes of `reference`'s, on the host (`loop` places them)."""
+    return jax.tree.map(lambda x, like: np.asarray(x, like.dtype), tree, reference)
 
 
 class _Stop(Exception):

@@ -4,7 +4,9 @@ the optimizer state lives on the `data` x `model` mesh.
 The rule, per leaf and by shape alone (so a kernel and its Adam moments land alike):
 split the largest axis that the `model` axis size divides (the first such axis on a tie)
 over the `model` axis, replicated along `data`; a leaf with fewer than
-`MIN_SHARD_ELEMENTS` elements, or with no axis that divides, is replicated. Batch-norm
+`MIN_SHARD_ELEMENTS` elements, or with no axis that divides, is replicated. A leaf
+stacked for a scanned run is placed as each of its blocks would be: the rule looks at
+the axes after the scan axis, which is never split. Batch-norm
 running statistics are replicated too (small, and rewritten every step). `jax.jit`
 partitions the step around these placements: XLA gathers a weight where a layer needs it
 whole and reduce-scatters its gradient back to shards.
@@ -19,6 +21,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from archdsl.train.packed import is_stacked
 from archdsl.train.parallel import MODEL_AXIS, replicated
 
 MIN_SHARD_ELEMENTS: Final = 1024
@@ -26,8 +29,16 @@ MIN_SHARD_ELEMENTS: Final = 1024
 4 KiB saves nothing and costs a collective."""
 
 
-def leaf_spec(shape: tuple[int, ...], parts: int) -> PartitionSpec:
-    """The `PartitionSpec` the rule gives a leaf of `shape` on a `model` axis of `parts`."""
+def leaf_spec(shape: tuple[int, ...], parts: int, *, stacked: bool = False) -> PartitionSpec:
+    """The `PartitionSpec` the rule gives a leaf of `shape` on a `model` axis of `parts`.
+
+    A `stacked` leaf (a run's blocks on axis 0, `train.packed`) gets the rule of one
+    block on its other axes: the scan axis is never split, and each block is placed as
+    it would be unrolled.
+    """
+    if stacked:
+        inner = leaf_spec(shape[1:], parts)
+        return PartitionSpec(None, *inner) if inner != PartitionSpec() else inner
     if parts <= 1 or int(np.prod(shape, dtype=np.int64)) < MIN_SHARD_ELEMENTS:
         return PartitionSpec()
     axes = [a for a, size in enumerate(shape) if size % parts == 0]
@@ -43,6 +54,9 @@ class Layout:
 
     mesh: Mesh
     shard: bool = False
+    stacked: frozenset[str] = frozenset()
+    """The keys of stacked runs in packed trees (`packed.run_keys`): leaves under them
+    have the scan axis first."""
 
     @property
     def parts(self) -> int:
@@ -56,8 +70,12 @@ class Layout:
 
     def of(self, tree: Any) -> Any:
         """A tree of `NamedSharding`s like `tree` (of arrays or `ShapeDtypeStruct`s)."""
-        return jax.tree.map(
-            lambda x: NamedSharding(self.mesh, leaf_spec(tuple(np.shape(x)), self.parts)), tree
+        return jax.tree_util.tree_map_with_path(
+            lambda path, x: NamedSharding(
+                self.mesh,
+                leaf_spec(tuple(np.shape(x)), self.parts, stacked=is_stacked(path, self.stacked)),
+            ),
+            tree,
         )
 
     def place(self, tree: Any) -> Any:

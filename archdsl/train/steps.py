@@ -9,7 +9,7 @@ Nothing here prints or touches files; `loop` drives these.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import jax
@@ -22,6 +22,7 @@ from archdsl.graph.ir import Graph
 from archdsl.graph.shapes import format_shape
 from archdsl.train.config import ArchTrainError, TrainConfig, Tree
 from archdsl.train.data import Dataset
+from archdsl.train.packed import is_stacked
 from archdsl.train.parallel import local_rows, make_batch
 
 
@@ -78,16 +79,21 @@ def make_schedule(config: TrainConfig, total_steps: int) -> optax.Schedule:
     return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total, warmup + 1))
 
 
-def make_optimizer(config: TrainConfig, total_steps: int) -> optax.GradientTransformation:
+def make_optimizer(
+    config: TrainConfig, total_steps: int, stacked: Collection[str] = ()
+) -> optax.GradientTransformation:
     """The optax optimizer for the trainable parameters.
 
     Weight decay applies to kernels (arrays of rank 2 and more), not to biases or batch
-    norm's scale and shift.
+    norm's scale and shift. `stacked` names the runs of packed parameters
+    (`packed.run_keys`): their leaves have one more axis, which the rank leaves out.
     """
     schedule = make_schedule(config, total_steps)
 
     def kernels(tree: Any) -> Any:
-        return jax.tree.map(lambda x: x.ndim >= 2, tree)
+        return jax.tree_util.tree_map_with_path(
+            lambda path, x: x.ndim - is_stacked(path, stacked) >= 2, tree
+        )
 
     if config.optimizer == "sgd":
         parts = []
@@ -100,21 +106,34 @@ def make_optimizer(config: TrainConfig, total_steps: int) -> optax.GradientTrans
     return optax.adam(schedule)
 
 
-def partition(params: Tree, trainable: Mapping[str, Mapping[str, bool]]) -> tuple[Tree, Tree]:
-    """Split params into `(trainable, frozen)` trees by a mask like `model.trainable`."""
+def partition(params: Tree, trainable: Mapping[str, Any]) -> tuple[Tree, Tree]:
+    """Split params into `(trainable, frozen)` trees by a mask like `model.trainable`.
+
+    Either form of params: a packed run's entry nests one level deeper (`{relative
+    name: {leaf: stacked}}`); a key is kept on a side only if something lands there.
+    """
     train: Tree = {}
     frozen: Tree = {}
-    for node, leaves in params.items():
-        for leaf, x in leaves.items():
-            (train if trainable[node][leaf] else frozen).setdefault(node, {})[leaf] = x
+    for key, value in params.items():
+        if isinstance(value, Mapping):
+            a, b = partition(value, trainable[key])
+            if a:
+                train[key] = a
+            if b:
+                frozen[key] = b
+        else:
+            (train if trainable[key] else frozen)[key] = value
     return train, frozen
 
 
 def merge(a: Tree, b: Tree) -> Tree:
     """Join two trees split by `partition`."""
-    out: Tree = {node: dict(leaves) for node, leaves in a.items()}
-    for node, leaves in b.items():
-        out.setdefault(node, {}).update(leaves)
+    out: Tree = dict(a)
+    for key, value in b.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
     return out
 
 
