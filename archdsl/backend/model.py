@@ -136,7 +136,7 @@ def compile_graph(graph: Graph, *, dtype: str = "float32", scan: bool = True) ->
             every node. Same parameter names, same results to float rounding. The
             loops run when `apply` is given packed params (`init(key, packed=True)` or
             `pack`), as a training step carries them: ResNet-152's step then compiles
-            in about a third of the unrolled time and runs as fast, given
+            in 35-45% of the unrolled time and runs as fast (within noise), given
             `backend.memory.keep_freed_memory()` (bench/first_step.py,
             bench/scan_step.py). Per-layer params run every node unrolled, exactly as
             with `scan=False`.
