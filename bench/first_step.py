@@ -1,7 +1,7 @@
 """Time to the first training step: archdsl (scan), archdsl (unrolled), hand-written flax.
 
     python bench/first_step.py [--models resnet50 resnet101 resnet152 googlenet]
-        [--batch 2] [--size 64] [--repeat 5] [--dtype float32]
+        [--batch 2] [--size 64] [--repeat 5] [--dtype float32] [--malloc tuned|default]
 
 For each network and side, in one process: `init` (jit + run of the parameter
 initialiser), `compile` (lower + XLA compile of one SGD-with-momentum train step, the
@@ -16,6 +16,13 @@ The archdsl scan side carries packed parameters (`model.init(key, packed=True)`)
 as a training loop does; the unrolled side compiles with `scan=False`. GoogLeNet has
 no run of identical blocks, so its two archdsl sides compile the same program, and
 it stays at 224x224 (its final 7x7 pooling needs a 7x7 map).
+
+Before anything runs, `--malloc tuned` (the default) calls
+`backend.memory.keep_freed_memory()`, as a training process should: with glibc's
+defaults every step maps and zeroes its big output buffers anew, which costs the scanned
+step (stacked parameters, tens of MiB per array) several percent; `--malloc default`
+measures without it. bench/scan_step.py compares scan and unrolled steps alone, with
+page faults.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from compiled_vs_flax import (
     param_total,
 )
 
+from archdsl.backend.memory import keep_freed_memory
 from archdsl.backend.model import compile_graph
 from archdsl.frontend import build_graph
 
@@ -209,9 +217,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=64, help="ResNet input size")
     parser.add_argument("--repeat", type=int, default=5, help="timed steps per side")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--malloc", choices=("tuned", "default"), default="tuned")
     args = parser.parse_args(argv)
+    # Before JAX's first computation: XLA's threads keep the arenas they start with.
+    tuned = args.malloc == "tuned" and keep_freed_memory()
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}, batch {args.batch}, "
-          f"{args.dtype}; seconds; total = init + compile + first step", file=sys.stderr)  # fmt: skip
+          f"{args.dtype}, malloc {'tuned' if tuned else 'default'}; seconds; "
+          "total = init + compile + first step", file=sys.stderr)  # fmt: skip
     head = " ".join(f"{c:>8}" for c in COLUMNS)
     print(
         f"{'model':<10} {'side':<9} {head} | {'total':>6} {'step':>6} {'cpu':>6}  (ratio to flax)"

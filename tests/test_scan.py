@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -94,8 +96,11 @@ def test_scan_equals_unrolled() -> None:
     mask = scanned.trainable(packed)
     assert jax.tree.structure(mask) == jax.tree.structure(packed)
     assert mask["blocks.0..blocks.2"]["conv"]["kernel"] is False
-    # Per-layer params in, per-layer state out; every node's output with `intermediates`.
-    _close(scanned.apply(params, state, x)[0], unrolled.apply(params, state, x)[0])
+    # Inference looped over packed params; per-layer params in, per-layer state out.
+    _close(scanned.apply(packed, packed_state, x)[0], unrolled.apply(params, state, x)[0])
+    out, mixed = scanned.apply(packed, state, x, train=True, key=key)
+    _close((out["output"], mixed), (out_s, state_u))
+    # Every node's output with `intermediates`.
     inter_s, inter_state = scanned.apply(params, state, x, intermediates=True)
     inter_u, _ = unrolled.apply(params, state, x, intermediates=True)
     assert set(inter_s) == set(inter_u) and "blocks.1.bn" in inter_s
@@ -144,8 +149,8 @@ def test_missing_packed_params_are_named() -> None:
         model.apply(packed, state, jnp.zeros((1, 6, 6, 4)))
 
 
-def _convolutions(model, repeats: int) -> int:
-    params, state = jax.eval_shape(model.init, jax.random.key(0))
+def _convolutions(model, packed: bool) -> int:
+    params, state = jax.eval_shape(functools.partial(model.init, packed=packed), jax.random.key(0))
     x = jax.ShapeDtypeStruct((2, 6, 6, 4), jnp.float32)
     text = jax.jit(lambda p, s, x: model.apply(p, s, x)[0]).lower(params, state, x).as_text()
     return text.count("stablehlo.convolution")
@@ -153,12 +158,15 @@ def _convolutions(model, repeats: int) -> int:
 
 def test_scan_compiles_one_block_however_many_repeats() -> None:
     counts = {
-        (scan, n): _convolutions(compile_graph(toy(n=n), scan=scan), n)
+        (scan, n): _convolutions(compile_graph(toy(n=n), scan=scan), packed=True)
         for scan in (True, False)
         for n in (3, 12)
     }
     assert counts[True, 3] == counts[True, 12]
     assert counts[False, 12] - counts[False, 3] == 9
+    # Per-layer params run every node, as unrolled: nothing is stacked inside the call.
+    per_layer = _convolutions(compile_graph(toy(n=12), scan=True), packed=False)
+    assert per_layer == counts[False, 12]
 
 
 def test_runs_of_two_stay_unrolled() -> None:
@@ -234,3 +242,13 @@ def test_forward_mode_through_a_scanned_model_at_inference() -> None:
         for m in (scanned, unrolled)
     ]
     _close(jvps[0], jvps[1])
+
+
+def test_a_run_without_parameters_loops_too() -> None:
+    graph = build_graph_text("network Net {\n    input 3\n    repeat 4 { elu as e } as r\n}\n")
+    scanned, unrolled = compile_graph(graph, scan=True), compile_graph(graph)
+    assert [run.instances for run in scanned.runs] == [("r.0", "r.1", "r.2", "r.3")]
+    x = jax.random.normal(jax.random.key(0), (2, 3))
+    want = jax.nn.elu(jax.nn.elu(jax.nn.elu(jax.nn.elu(x))))
+    _close(scanned.apply({}, {}, x)[0], want)
+    _close(unrolled.apply({}, {}, x)[0], want)

@@ -73,7 +73,8 @@ class CompiledModel:
     Params and state are per layer (`params["layer3.5.conv1"]`). `apply` also takes
     them packed (`pack`, or `init(key, packed=True)`): runs of identical blocks
     stacked, which is what a training step should carry to compile fast (see
-    `backend.packing`); it returns state in the form it was given.
+    `backend.packing`). Packed params run each run as one `lax.scan`; per-layer ones
+    run every node. `apply` returns state in the form it was given.
     """
 
     graph: Graph
@@ -83,7 +84,7 @@ class CompiledModel:
     output_shape: Shape
     dtype: str = "float32"
     runs: tuple[Run, ...] = ()
-    """The runs `apply` loops with `lax.scan` (none when compiled with `scan=False`)."""
+    """The runs `apply` loops with `lax.scan` given packed params (none with `scan=False`)."""
 
     def pack(self, tree: dict[str, Any]) -> dict[str, Any]:
         """Params or state (or a like tree) with each run stacked; packed trees pass."""
@@ -131,13 +132,15 @@ def compile_graph(graph: Graph, *, dtype: str = "float32", scan: bool = False) -
             parameters and batch-norm statistics stay float32.
         scan: loop each run of identical chained blocks (`graph.repeats.find_runs`,
             at least `MIN_SCANNED` of them) with `jax.lax.scan` over stacked
-            parameters, so XLA compiles the block once; False (the default) unrolls every node. Same parameter names, same
-            results to float rounding. A step that carries packed params
-            (`init(key, packed=True)`) compiles in about half the unrolled time and runs
-            within about 5% of its speed (bench/first_step.py); one that carries
-            per-layer params stacks and splits every run inside each call, which costs
-            more than it saves (ResNet-101 on CPU: +19% per step, compile 1.6x the
-            unrolled one). Opt-in until the training loop carries packed params.
+            parameters, so XLA compiles the block once; False (the default) unrolls
+            every node. Same parameter names, same results to float rounding. The
+            loops run when `apply` is given packed params (`init(key, packed=True)` or
+            `pack`), as a training step carries them: ResNet-152's step then compiles
+            in 35-45% of the unrolled time and runs as fast (within noise), given
+            `backend.memory.keep_freed_memory()` (bench/first_step.py,
+            bench/scan_step.py). Per-layer params run every node unrolled, exactly as
+            with `scan=False`. Opt-in until a quiet machine confirms the per-step
+            figures (docs/internals.md).
 
     Returns:
         The `CompiledModel`; nothing is traced until `init` or `apply` is called.
@@ -272,7 +275,8 @@ def compile_graph(graph: Graph, *, dtype: str = "float32", scan: bool = False) -
                     env[rel] = out
             return env[run.output], updates
 
-        return lax.scan(body, x, xs)
+        # `length`: a run of parameter-free, stateless blocks has nothing to scan over.
+        return lax.scan(body, x, xs, length=count)
 
     place = {
         run.node(i, rel): (run, rel)
@@ -325,12 +329,16 @@ def compile_graph(graph: Graph, *, dtype: str = "float32", scan: bool = False) -
                 "apply(params, state, x, train=True, key=jax.random.key(0))"
             )
         state_packed = packing.is_packed(state, runs)
-        # Every node's output is wanted with `intermediates`: no loops then.
-        steps: list[str | Run] = list(order) if intermediates else plan
-        if intermediates:
-            params, state = packing.unpack(params, runs), packing.unpack(state, runs)
+        # The loops run on packed params, what a training step carries. Per-layer params
+        # run every node, as `scan=False` does: stacking them inside each call cost more
+        # than the loop saved (ResNet-101: +19% per step, compile 1.6x). Every node's
+        # output is wanted with `intermediates`: no loops then either.
+        looped = bool(runs) and not intermediates and packing.is_packed(params, runs)
+        steps: list[str | Run] = plan if looped else list(order)
+        if looped:
+            state = packing.pack(state, runs)
         else:
-            params, state = packing.pack(params, runs), packing.pack(state, runs)
+            params, state = packing.unpack(params, runs), packing.unpack(state, runs)
         wanted = set(names)
         env: dict[str, jax.Array] = {}
         new_state = dict(state)
@@ -360,13 +368,15 @@ def compile_graph(graph: Graph, *, dtype: str = "float32", scan: bool = False) -
             env[step] = out
         if intermediates:
             result: Any = env
-            new_state = packing.pack(new_state, runs) if state_packed else new_state
         elif train:
             result = {"output": env[graph.output]}
             result.update({aux: env[head.output] for aux, head in graph.aux.items()})
         else:
             result = env[graph.output]
-        if not state_packed and not intermediates:
+        # State goes back in the form it came in.
+        if state_packed and not looped:
+            new_state = packing.pack(new_state, runs)
+        elif looped and not state_packed:
             new_state = packing.unpack(new_state, runs)
         return _cast(result, jnp.float32), new_state
 

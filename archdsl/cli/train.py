@@ -10,6 +10,7 @@ from typing import Any
 import jax
 from rich.console import Console
 
+from archdsl.backend.memory import keep_freed_memory
 from archdsl.backend.weights import save_weights
 from archdsl.cli._common import add_network_options, console, network_arguments
 from archdsl.errors import ArchValueError
@@ -181,6 +182,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train; exit 0 when all epochs ran, 130 when stopped by Ctrl-C (checkpoint saved)."""
+    # This command owns the process: keep freed step buffers for the next step (before
+    # JAX starts XLA's threads), or a scanned step re-faults its stacked outputs each time.
+    keep_freed_memory()
     if args.allow_missing and not args.init:
         raise ArchValueError("`--allow-missing` goes with `--init FILE`")
     cluster = _cluster(args)
