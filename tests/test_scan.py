@@ -165,8 +165,12 @@ def test_scan_compiles_one_block_however_many_repeats() -> None:
     assert counts[True, 3] == counts[True, 12]
     assert counts[False, 12] - counts[False, 3] == 9
     # Per-layer params run every node, as unrolled: nothing is stacked inside the call.
-    per_layer = _convolutions(compile_graph(toy(n=12), scan=True), packed=False)
+    per_layer = _convolutions(compile_graph(toy(n=12)), packed=False)
     assert per_layer == counts[False, 12]
+
+
+def test_scan_is_the_default() -> None:
+    assert [run.instances[0] for run in compile_graph(toy()).runs] == ["blocks.0", "tail.0"]
 
 
 def test_runs_of_two_stay_unrolled() -> None:
@@ -246,7 +250,7 @@ def test_forward_mode_through_a_scanned_model_at_inference() -> None:
 
 def test_a_run_without_parameters_loops_too() -> None:
     graph = build_graph_text("network Net {\n    input 3\n    repeat 4 { elu as e } as r\n}\n")
-    scanned, unrolled = compile_graph(graph, scan=True), compile_graph(graph)
+    scanned, unrolled = compile_graph(graph), compile_graph(graph, scan=False)
     assert [run.instances for run in scanned.runs] == [("r.0", "r.1", "r.2", "r.3")]
     x = jax.random.normal(jax.random.key(0), (2, 3))
     want = jax.nn.elu(jax.nn.elu(jax.nn.elu(jax.nn.elu(x))))

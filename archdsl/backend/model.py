@@ -123,7 +123,7 @@ compiled in 15.7 CPU seconds with its two 2-block runs looped, 12.3 with them un
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
-def compile_graph(graph: Graph, *, dtype: str = "float32", scan: bool = False) -> CompiledModel:
+def compile_graph(graph: Graph, *, dtype: str = "float32", scan: bool = True) -> CompiledModel:
     """Lower a fully checked graph (shapes set, projections inserted) to JAX.
 
     Args:
@@ -132,15 +132,14 @@ def compile_graph(graph: Graph, *, dtype: str = "float32", scan: bool = False) -
             parameters and batch-norm statistics stay float32.
         scan: loop each run of identical chained blocks (`graph.repeats.find_runs`,
             at least `MIN_SCANNED` of them) with `jax.lax.scan` over stacked
-            parameters, so XLA compiles the block once; False (the default) unrolls
+            parameters, so XLA compiles the block once (the default); False unrolls
             every node. Same parameter names, same results to float rounding. The
             loops run when `apply` is given packed params (`init(key, packed=True)` or
             `pack`), as a training step carries them: ResNet-152's step then compiles
             in 35-45% of the unrolled time and runs as fast (within noise), given
             `backend.memory.keep_freed_memory()` (bench/first_step.py,
             bench/scan_step.py). Per-layer params run every node unrolled, exactly as
-            with `scan=False`. Opt-in until a quiet machine confirms the per-step
-            figures (docs/internals.md).
+            with `scan=False`.
 
     Returns:
         The `CompiledModel`; nothing is traced until `init` or `apply` is called.
