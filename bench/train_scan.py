@@ -20,7 +20,8 @@ Two measurements per network:
 `break-even` is the number of steps after which an unrolled run started at the same time
 would catch up with the scanned one (wall time): the first step's saving divided by the
 per-step cost, or "never" when scanned steps are no slower. `uptime` is printed before
-and after.
+and after. Each child first calls `backend.memory.keep_freed_memory()`, as `archdsl train`
+does.
 """
 
 from __future__ import annotations
@@ -158,6 +159,11 @@ def main() -> None:
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
+        # As `archdsl train` does, before JAX starts: freed step buffers are kept for the
+        # next step (backend/memory.py), or the scanned step re-faults its stacked outputs.
+        from archdsl.backend.memory import keep_freed_memory
+
+        keep_freed_memory()
         if args.child[0] == "first":
             result = first_step(args.child[1], args.child[2], args.batch, args.size)
         else:
