@@ -11,9 +11,11 @@ weights files and reports see.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 from archdsl.graph.repeats import Run
@@ -36,8 +38,14 @@ def is_packed(tree: Tree, runs: Sequence[Run]) -> bool:
     return not any(run.node(0, rel) in tree for run in runs for rel, _ in run.body)
 
 
-def pack(tree: Tree, runs: Sequence[Run]) -> Tree:
-    """Stack each run's per-layer entries under its key; other entries pass through."""
+def pack(
+    tree: Tree, runs: Sequence[Run], stack: Callable[[Sequence[Any]], Any] = jnp.stack
+) -> Tree:
+    """Stack each run's per-layer entries under its key; other entries pass through.
+
+    Leaves may be any pytree (optax's `MaskedNode` placeholders included); `stack` makes
+    one stacked array of the blocks' arrays (`jnp.stack`, or a host `np.stack`).
+    """
     if is_packed(tree, runs):
         return tree
     covered = set().union(*(run.nodes for run in runs))
@@ -48,15 +56,18 @@ def pack(tree: Tree, runs: Sequence[Run]) -> Tree:
             per = [tree.get(run.node(i, rel)) for i in range(len(run.instances))]
             if per[0] is None:
                 continue
-            group[rel] = {leaf: jnp.stack([p[leaf] for p in per]) for leaf in per[0]}
+            group[rel] = jax.tree.map(lambda *xs: stack(xs), *per)
         if group:
             out[run_key(run)] = group
     return out
 
 
 def unpack(tree: Tree, runs: Sequence[Run]) -> Tree:
-    """The per-layer form of a packed tree, entries in graph order within each run."""
+    """The per-layer form of a packed tree, entries in graph order within each run
+    (per-layer trees pass unchanged). Slices: on host arrays these are views."""
     keys = {run_key(run): run for run in runs}
+    if not keys.keys() & tree.keys():
+        return tree
     out: Tree = {}
     for name, value in tree.items():
         run = keys.get(name)
@@ -64,6 +75,7 @@ def unpack(tree: Tree, runs: Sequence[Run]) -> Tree:
             out[name] = value
             continue
         for i in range(len(run.instances)):
+            take = operator.itemgetter(i)
             for rel, leaves in value.items():
-                out[run.node(i, rel)] = {leaf: a[i] for leaf, a in leaves.items()}
+                out[run.node(i, rel)] = jax.tree.map(take, leaves)
     return out

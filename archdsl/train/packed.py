@@ -12,7 +12,6 @@ axis 0 is the scan axis, which weight decay and `--shard-params` must look past.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
@@ -50,23 +49,9 @@ def to_layers(tree: Tree, runs: Sequence[Run]) -> Tree:
     """The per-layer form of a packed tree (per-layer trees pass unchanged).
 
     Slices, not a compiled program: on host arrays these are views, so a checkpoint of
-    a big network is not copied twice. Leaves may be any pytree (optax's `MaskedNode`
-    placeholders included).
+    a big network is not copied twice.
     """
-    keys = {packing.run_key(run): run for run in runs}
-    if not keys.keys() & tree.keys():
-        return tree
-    out: Tree = {}
-    for name, value in tree.items():
-        run = keys.get(name)
-        if run is None:
-            out[name] = value
-            continue
-        for i in range(len(run.instances)):
-            take = operator.itemgetter(i)
-            for rel, leaves in value.items():
-                out[run.node(i, rel)] = jax.tree.map(take, leaves)
-    return out
+    return packing.unpack(tree, runs)
 
 
 def to_packed(tree: Tree, runs: Sequence[Run]) -> Tree:
@@ -75,23 +60,10 @@ def to_packed(tree: Tree, runs: Sequence[Run]) -> Tree:
     On the host so that a network bigger than one device is never whole on one: the
     loop places the result where `--shard-params` says.
     """
-    if packing.is_packed(tree, runs):
-        return tree
-    covered = set().union(*(run.nodes for run in runs))
-    out = {name: value for name, value in tree.items() if name not in covered}
-    for run in runs:
-        group = {}
-        for rel, _ in run.body:
-            per = [tree.get(run.node(i, rel)) for i in range(len(run.instances))]
-            if per[0] is None:
-                continue
-            group[rel] = jax.tree.map(_stack, *per)
-        if group:
-            out[packing.run_key(run)] = group
-    return out
+    return packing.pack(tree, runs, stack=_host_stack)
 
 
-def _stack(*xs: Any) -> np.ndarray:
+def _host_stack(xs: Sequence[Any]) -> np.ndarray:
     return np.stack([np.asarray(x) for x in xs])
 
 
